@@ -1,0 +1,1 @@
+"""Runnable studies, each importable and a `physattn` CLI subcommand."""

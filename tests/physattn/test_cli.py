@@ -1,0 +1,18 @@
+"""physattn command line: every subcommand has --help with an example and runs."""
+
+import pytest
+
+from physattn import cli
+
+
+def test_help_shows_an_example(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["thermo", "--help"])
+    assert e.value.code == 0
+    assert "example" in capsys.readouterr().out
+
+
+def test_missing_subcommand_is_an_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main([])
+    assert e.value.code == 2
