@@ -110,16 +110,21 @@ def test_polarization_susceptibility_fisher_are_derivatives(t):
     pol = thermo.polarization(q, k, t)
     chi = thermo.susceptibility(q, k, t)
     g = thermo.fisher_metric(q, k, t)
-    for i in range(q.shape[0]):
-        np.testing.assert_allclose(
-            pol[i], -jax.grad(_free_energy_of_q)(q[i], k, tt), **F64
+    derivs = jax.jit(
+        jax.vmap(
+            lambda qi: (
+                -jax.grad(_free_energy_of_q)(qi, k, tt),
+                -jax.hessian(_free_energy_of_q)(qi, k, tt),
+                jax.hessian(_log_z_of_q)(qi, k, tt),
+            )
         )
-        np.testing.assert_allclose(
-            chi[i], -jax.hessian(_free_energy_of_q)(q[i], k, tt), **F64
-        )
-        np.testing.assert_allclose(g[i], jax.hessian(_log_z_of_q)(q[i], k, tt), **F64)
+    )
+    pol_ad, chi_ad, g_ad = derivs(q)
+    np.testing.assert_allclose(pol, pol_ad, **F64)
+    np.testing.assert_allclose(chi, chi_ad, **F64)
+    np.testing.assert_allclose(g, g_ad, **F64)
     # fluctuation-dissipation: the response dP/dq equals the fluctuation Cov(k)/T.
-    jac = jax.jacobian(lambda qq: thermo.polarization(qq, k, t))(q)
+    jac = jax.jit(jax.jacobian(lambda qq: thermo.polarization(qq, k, t)))(q)
     for i in range(q.shape[0]):
         np.testing.assert_allclose(jac[i, :, i, :], chi[i], **F64)
     np.testing.assert_allclose(chi, g * tt, **F64)
