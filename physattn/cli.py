@@ -1,22 +1,37 @@
 """`physattn` command line: one subcommand per study.
 
-Example:
+Examples:
   physattn thermo --out results      # identities table + C(T) figure as Markdown
+  physattn dynamics --out results    # least-action relaxation to softmax
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import pathlib
 import sys
 
+# subcommand -> (module with run(out_dir, seed) -> Markdown, help, files written)
+_REPORTS = {
+    "thermo": (
+        "physattn.experiments.thermo_report",
+        "measure the canonical-ensemble identities and plot C(T)",
+        "thermo.md, thermo_heat_capacity.png",
+    ),
+    "dynamics": (
+        "physattn.experiments.dynamics_report",
+        "integrate the Euler-Lagrange flow of the information gas (Fisher metric)",
+        "dynamics.md, dynamics_relaxation.png",
+    ),
+}
 
-def _thermo(args: argparse.Namespace) -> int:
-    from physattn.experiments import thermo_report
 
+def _run_report(args: argparse.Namespace) -> int:
+    module = importlib.import_module(_REPORTS[args.command][0])
     out = pathlib.Path(args.out)
-    section = thermo_report.run(out, seed=args.seed)
-    (out / "thermo.md").write_text(section)
+    section = module.run(out, seed=args.seed)
+    (out / f"{args.command}.md").write_text(section)
     print(section)
     return 0
 
@@ -29,16 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  physattn thermo --out results",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser(
-        "thermo",
-        help="measure the canonical-ensemble identities and plot C(T)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  physattn thermo --out results --seed 0\n"
-        "writes results/thermo.md and results/thermo_heat_capacity.png",
-    )
-    p.add_argument("--out", default="results", help="output folder (default results)")
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
-    p.set_defaults(func=_thermo)
+    for name, (_, help_text, files) in _REPORTS.items():
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog=f"example:\n  physattn {name} --out results --seed 0\n"
+            f"writes into results/: {files}",
+        )
+        p.add_argument("--out", default="results", help="output folder")
+        p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+        p.set_defaults(func=_run_report)
     return parser
 
 

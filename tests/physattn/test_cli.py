@@ -5,11 +5,12 @@ import pytest
 from physattn import cli
 
 
-def test_help_shows_an_example(capsys):
+@pytest.mark.parametrize("command", ["thermo", "dynamics"])
+def test_help_shows_an_example(command, capsys):
     with pytest.raises(SystemExit) as e:
-        cli.main(["thermo", "--help"])
+        cli.main([command, "--help"])
     assert e.value.code == 0
-    assert "example" in capsys.readouterr().out
+    assert f"physattn {command} --out" in capsys.readouterr().out
 
 
 def test_missing_subcommand_is_an_error(capsys):
