@@ -1,4 +1,4 @@
-"""Least-action dynamics: integrate the Euler-Lagrange flow of any L(q, qdot) with diffrax.
+"""Least-action dynamics: the Euler-Lagrange flow of any L(q, qdot), with diffrax.
 
 State y = (q, qdot); dy/dt = (qdot, a(q, qdot) - gamma qdot), where a comes from
 `lagrangian.euler_lagrange` and gamma >= 0 is a Rayleigh damping (friction force
