@@ -19,10 +19,11 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
 def _sections():
-    from physattn.experiments import dynamics_report, thermo_report
+    from physattn.experiments import dynamics_report, symmetry_report, thermo_report
 
     yield "physattn.thermo", thermo_report.run
     yield "physattn.lagrangian", dynamics_report.run
+    yield "physattn.symmetry", symmetry_report.run
 
 
 def main(argv=None) -> int:

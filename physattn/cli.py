@@ -3,6 +3,7 @@
 Examples:
   physattn thermo --out results      # identities table + C(T) figure as Markdown
   physattn dynamics --out results    # least-action relaxation to softmax
+  physattn symmetry --out results    # RoPE symmetry breaking, Goldstone modes
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ _REPORTS = {
         "physattn.experiments.dynamics_report",
         "integrate the Euler-Lagrange flow of the information gas (Fisher metric)",
         "dynamics.md, dynamics_relaxation.png",
+    ),
+    "symmetry": (
+        "physattn.experiments.symmetry_report",
+        "count the logits' symmetry dimensions and the Goldstone modes RoPE breaks",
+        "symmetry.md, symmetry_hessian.png",
     ),
 }
 
