@@ -25,6 +25,10 @@ def _sections():
     yield "physattn.lagrangian", dynamics_report.run
     yield "physattn.symmetry", symmetry_report.run
 
+    from temsim import report as temsim_report
+
+    yield "temsim.hrtem", temsim_report.run
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)

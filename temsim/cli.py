@@ -110,7 +110,15 @@ def register_dataset(subparsers) -> None:
     register(subparsers)
 
 
-COMMANDS: list[Callable] = [register_simulate, register_dataset]
+def register_denoising(subparsers) -> None:
+    from temsim.denoise.cli import register_denoise, register_evaluate, register_train
+
+    register_train(subparsers)
+    register_denoise(subparsers)
+    register_evaluate(subparsers)
+
+
+COMMANDS: list[Callable] = [register_simulate, register_dataset, register_denoising]
 
 
 def build_parser() -> argparse.ArgumentParser:

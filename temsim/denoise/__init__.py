@@ -1,0 +1,26 @@
+"""temsim.denoise: CNN denoisers for TEM images: training, tiled inference, metrics.
+
+- models: `DnCNN`, `UNet` (Flax NNX; residual; optional bias-free layers).
+- tiling: `denoise_image` (whole image, or overlapping tiles blended seamlessly).
+- metrics: `psnr`, `ssim`, `ms_ssim`, `seam_score`; shape: atom-column `fidelity`.
+- train: `fit` (pure jitted step, data-parallel, orbax checkpoints, resumable).
+"""
+
+from temsim.denoise.metrics import ms_ssim, psnr, seam_score, ssim
+from temsim.denoise.models import DnCNN, UNet
+from temsim.denoise.shape import fidelity as shape_fidelity
+from temsim.denoise.tiling import denoise_image
+from temsim.denoise.train import TrainConfig, fit
+
+__all__ = [
+    "DnCNN",
+    "TrainConfig",
+    "UNet",
+    "denoise_image",
+    "fit",
+    "ms_ssim",
+    "psnr",
+    "seam_score",
+    "shape_fidelity",
+    "ssim",
+]

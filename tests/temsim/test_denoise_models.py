@@ -1,0 +1,111 @@
+"""DnCNN and U-Net: shapes, residual form, bias-free homogeneity, modes, transforms."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from temsim.denoise import models
+
+
+def _x(key, shape=(2, 16, 16, 1)):
+    return jax.random.normal(key, shape, jnp.float32)
+
+
+def _small(kind, **kw):
+    if kind == "dncnn":
+        return models.DnCNN(depth=3, features=4, rngs=nnx.Rngs(0), **kw)
+    return models.UNet(depth=1, features=4, rngs=nnx.Rngs(0), **kw)
+
+
+@pytest.mark.parametrize("kind", ["dncnn", "unet"])
+def test_shape_dtype_and_residual_form(kind, key):
+    model = _small(kind)
+    x = _x(key)
+    y = model(x)
+    assert y.shape == x.shape and y.dtype == jnp.float32
+    # zero output layer -> zero noise estimate -> identity
+    last = model.last if kind == "dncnn" else model.out
+    last.kernel[...] = jnp.zeros_like(last.kernel[...])
+    last.bias[...] = jnp.zeros_like(last.bias[...])
+    np.testing.assert_array_equal(model(x), x)
+
+
+@pytest.mark.parametrize("kind", ["dncnn", "unet"])
+def test_bias_free_is_positively_homogeneous(kind, key):
+    model = _small(kind, bias_free=True)
+    x = _x(key)
+    model(x)  # one training-mode call populates the running statistics
+    model.eval()
+    y1, y3 = model(x), model(3.0 * x)
+    np.testing.assert_allclose(y3, 3.0 * y1, rtol=1e-5, atol=1e-5)
+    assert not any(
+        "bias" in "/".join(map(str, path))
+        for path, _ in nnx.to_flat_state(nnx.state(model))
+    )
+
+
+def test_batch_norm_train_updates_stats_eval_does_not(key):
+    model = _small("dncnn")
+    x = _x(key) + 2.0
+    before = jax.tree.map(jnp.copy, nnx.state(model, nnx.BatchStat))
+    model(x)
+    after = nnx.state(model, nnx.BatchStat)
+    assert not all(
+        np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after), strict=True)
+    )
+    model.eval()
+    frozen = jax.tree.map(jnp.copy, nnx.state(model, nnx.BatchStat))
+    model(x)
+    for a, b in zip(
+        jax.tree.leaves(frozen),
+        jax.tree.leaves(nnx.state(model, nnx.BatchStat)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    no_bn = _small("dncnn", batch_norm=False)
+    assert len(jax.tree.leaves(nnx.state(no_bn, nnx.BatchStat))) == 0
+
+
+def test_dncnn_receptive_radius_is_exact(key):
+    model = models.DnCNN(depth=3, features=4, batch_norm=False, rngs=nnx.Rngs(1))
+    assert model.receptive_radius == 3
+    x = jax.random.normal(key, (1, 15, 15, 1), jnp.float32)
+    grad = jax.grad(lambda x: model(x)[0, 7, 7, 0])(x)[0, :, :, 0]
+    rows, cols = np.nonzero(np.asarray(grad))
+    assert rows.min() == 4 and rows.max() == 10 and cols.min() == 4 and cols.max() == 10
+
+
+@pytest.mark.parametrize("kind", ["dncnn", "unet"])
+def test_jit_matches_eager_through_split_merge(kind, key):
+    model = _small(kind)
+    model.eval()
+    x = _x(key)
+    graphdef, state = nnx.split(model)
+    f = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
+    np.testing.assert_allclose(f(state, x), model(x), rtol=1e-5, atol=1e-6)
+
+
+def test_validation_errors(key):
+    with pytest.raises(ValueError, match="depth"):
+        models.DnCNN(depth=1, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="kernel_size"):
+        models.DnCNN(kernel_size=4, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="NHWC"):
+        _small("dncnn")(jnp.zeros((16, 16), jnp.float32))
+    with pytest.raises(ValueError, match="multiples of 2"):
+        _small("unet")(jnp.zeros((1, 17, 16, 1), jnp.float32))
+
+
+def test_unet_attention_bottleneck(key):
+    try:
+        import physattn.nn  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="attention_heads=0"):
+            _small("unet", attention_heads=2)
+        return
+    model = _small("unet", attention_heads=2)
+    x = _x(key)
+    assert model(x).shape == x.shape
