@@ -25,6 +25,10 @@ def _sections():
     yield "physattn.lagrangian", dynamics_report.run
     yield "physattn.symmetry", symmetry_report.run
 
+    from physattn.experiments import grokking
+
+    yield "physattn.experiments.grokking", grokking.report
+
     from temsim import report as temsim_report
 
     yield "temsim.hrtem", temsim_report.run

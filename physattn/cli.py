@@ -4,6 +4,7 @@ Examples:
   physattn thermo --out results      # identities table + C(T) figure as Markdown
   physattn dynamics --out results    # least-action relaxation to softmax
   physattn symmetry --out results    # RoPE symmetry breaking, Goldstone modes
+  physattn grok --p 19 23 31 --seeds 0 1 2 --out results/grok   # grokking sweep
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", default="results", help="output folder")
         p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
         p.set_defaults(func=_run_report)
+    from physattn.experiments import grokking_cli
+
+    grokking_cli.register(sub)
     return parser
 
 

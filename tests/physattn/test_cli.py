@@ -5,7 +5,7 @@ import pytest
 from physattn import cli
 
 
-@pytest.mark.parametrize("command", ["thermo", "dynamics", "symmetry"])
+@pytest.mark.parametrize("command", ["thermo", "dynamics", "symmetry", "grok"])
 def test_help_shows_an_example(command, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main([command, "--help"])
