@@ -33,6 +33,10 @@ def _sections():
 
     yield "temsim.hrtem", temsim_report.run
 
+    from temsim.denoise import report as denoise_report
+
+    yield "temsim.denoise", denoise_report.report
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)

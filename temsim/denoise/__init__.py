@@ -4,10 +4,12 @@
 - tiling: `denoise_image` (whole image, or overlapping tiles blended seamlessly).
 - metrics: `psnr`, `ssim`, `ms_ssim`, `seam_score`; shape: atom-column `fidelity`.
 - train: `fit` (pure jitted step, data-parallel, orbax checkpoints, resumable).
+- pretrained: `load_pretrained("blind")`, the shipped blind U-Net (offline).
 """
 
 from temsim.denoise.metrics import ms_ssim, psnr, seam_score, ssim
 from temsim.denoise.models import DnCNN, UNet
+from temsim.denoise.pretrained import load_pretrained
 from temsim.denoise.shape import fidelity as shape_fidelity
 from temsim.denoise.tiling import denoise_image
 from temsim.denoise.train import TrainConfig, fit
@@ -18,6 +20,7 @@ __all__ = [
     "UNet",
     "denoise_image",
     "fit",
+    "load_pretrained",
     "ms_ssim",
     "psnr",
     "seam_score",

@@ -19,14 +19,28 @@ metrics go to runs/blind/metrics.jsonl. Use --data DIR for a temsim dataset.
 """
 
 DENOISE_EXAMPLE = """example:
-  temsim denoise noisy.npy --checkpoint-dir runs/blind --tile 256 --overlap 32 \\
-      --out denoised.npy
+  temsim denoise noisy.tif denoised.tif          # the shipped blind model, offline
+  temsim denoise noisy.npy denoised.npy --checkpoint-dir runs/blind --tile 256
+.npy always; .tif/.tiff with tifffile installed (float32 output).
 """
 
 EVALUATE_EXAMPLE = """example:
   temsim evaluate denoised.npy clean.npy --tile 256
 prints PSNR [dB], SSIM, MS-SSIM, seam score and atom-column shape errors as JSON.
 """
+
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def _tifffile(path: str):
+    try:
+        import tifffile
+    except ImportError as e:
+        raise SystemExit(
+            f"reading/writing {path} needs tifffile (pip install tifffile); or use .npy"
+        ) from e
+    return tifffile
 
 
 def _load_array(path: str):
@@ -37,7 +51,29 @@ def _load_array(path: str):
 
         return np.asarray(read_image(path).array, np.float32)
     except ImportError:
-        return np.load(path).astype(np.float32)
+        pass
+    if Path(path).suffix.lower() in TIFF_SUFFIXES:
+        return np.asarray(_tifffile(path).imread(path), np.float32)
+    return np.load(path).astype(np.float32)
+
+
+def _save_array(path: str, array) -> None:
+    import numpy as np
+
+    try:
+        from temsim.io import write_image  # written in parallel; optional here
+
+        write_image(path, np.asarray(array, np.float32))
+        return
+    except ImportError:
+        pass
+    suffix = Path(path).suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        _tifffile(path).imwrite(path, np.asarray(array, np.float32))
+    elif suffix == ".npy":
+        np.save(path, np.asarray(array, np.float32))
+    else:
+        raise SystemExit(f"output must be .npy or .tif/.tiff, got {path!r}")
 
 
 def _loss_spec(text: str):
@@ -139,31 +175,40 @@ def _denoise(args: argparse.Namespace) -> int:
     from temsim.denoise import train
     from temsim.denoise.tiling import denoise_image
 
-    model = train.load_model(args.checkpoint_dir)
+    if args.checkpoint_dir is not None:
+        model, source = train.load_model(args.checkpoint_dir), args.checkpoint_dir
+    else:
+        from temsim.denoise.pretrained import load_pretrained
+
+        model, source = load_pretrained(args.model), f"pretrained {args.model!r}"
     x = _load_array(args.image)
     y = np.asarray(denoise_image(model, x, tile=args.tile, overlap=args.overlap))
-    out = Path(args.out)
+    out = Path(args.output or args.out or "denoised.npy")
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, y)
-    print(f"denoised {args.image} {x.shape} -> {out}")
+    _save_array(str(out), y)
+    print(f"denoised {args.image} {x.shape} with {source} -> {out}")
     return 0
 
 
 def register_denoise(subparsers) -> None:
-    """`temsim denoise`: denoise an image with a trained checkpoint."""
+    """`temsim denoise IN [OUT]`: denoise an image (shipped model by default)."""
     p = subparsers.add_parser(
         "denoise",
         help="denoise an image with a trained model",
-        description="Whole-image or seamlessly tiled inference with a checkpoint "
-        "written by `temsim train`.",
+        description="Whole-image or seamlessly tiled inference with the blind model "
+        "shipped in the package (default) or a checkpoint written by `temsim train`.",
         epilog=DENOISE_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("image", help=".npy (or any format temsim.io reads)")
-    p.add_argument("--checkpoint-dir", required=True)
+    p.add_argument("image", help=".npy or .tif (or any format temsim.io reads)")
+    p.add_argument("output", nargs="?", default=None, help="default denoised.npy")
+    p.add_argument(
+        "--checkpoint-dir", default=None, help="a `temsim train` run (default: shipped)"
+    )
+    p.add_argument("--model", default="blind", help="shipped model name (blind)")
     p.add_argument("--tile", type=int, default=None, help="tile size [px]")
     p.add_argument("--overlap", type=int, default=None, help="even overlap [px]")
-    p.add_argument("--out", default="denoised.npy")
+    p.add_argument("--out", default=None, help="same as OUTPUT (kept for scripts)")
     p.set_defaults(func=_denoise)
 
 
@@ -199,8 +244,8 @@ def register_evaluate(subparsers) -> None:
         epilog=EVALUATE_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("image")
-    p.add_argument("reference")
+    p.add_argument("image", help=".npy or .tif")
+    p.add_argument("reference", help=".npy or .tif")
     p.add_argument("--tile", type=int, default=None, help="tile grid for seam score")
     p.add_argument("--column-radius", type=int, default=4, help="[px]")
     p.set_defaults(func=_evaluate)
