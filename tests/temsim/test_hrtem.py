@@ -149,3 +149,31 @@ def test_graphene_matches_abtem():
     print(f"abTEM: pearson={pearson:.7f} relative_rms={relative_rms:.2e}")
     assert pearson >= 0.999, pearson
     assert relative_rms <= 0.01, relative_rms
+
+
+def test_sampling_too_coarse_for_the_aperture_says_what_is_needed():
+    """80 kV (lambda = 0.04176 Å), 35 mrad: the 2/3 band limit needs sampling <=
+    (2/3) lambda / (2 alpha) = 0.3977 Å; 0.5 Å (0.492 Å pixels on graphene's cell)
+    carries only 28.3 mrad."""
+    kw = dict(energy=80e3, semiangle_cutoff=35.0)
+    with pytest.raises(ValueError, match=r"sampling 0\.5 Å \(pixel") as info:
+        temsim.hrtem(structures.graphene(), sampling=0.5, **kw)
+    assert "(pixel 0.492 Å on the grid)" in str(info.value)
+    assert "sampling <= 0.3977 Å" in str(info.value)
+    assert "up to 28.29 mrad only" in str(info.value)
+    temsim.hrtem(structures.graphene(), sampling=0.39, **kw)  # passes
+    p = temsim.potential_slices(structures.graphene(), sampling=0.5)
+    with pytest.raises(ValueError, match="sampling <= 0.3977 Å"):
+        hrtem_from_potential(p, **kw)
+    hrtem_from_potential(p, energy=80e3)  # no aperture: nothing to cut
+
+
+def test_vacuum_skipping_gives_the_same_image():
+    atoms = structures.mos2()
+    p = temsim.potential_slices(atoms, sampling=0.1, slice_thickness=0.5)
+    kw = dict(energy=80e3, defocus=30.0, Cs=1e5, semiangle_cutoff=30.0)
+    full = hrtem_from_potential(p, **kw).array
+    skipped = hrtem_from_potential(p, skip_vacuum=True, **kw).array
+    np.testing.assert_allclose(skipped, full, atol=1e-12)
+    np.testing.assert_allclose(temsim.hrtem(atoms, sampling=0.1, slice_thickness=0.5,
+                                            **kw).array, full, atol=1e-12)  # fmt: skip

@@ -119,3 +119,28 @@ def test_second_call_does_not_recompile():
     multislice(Potential(jnp.ones((3, 20, 24)), (0.1, 0.1), 1.0), energy=100e3)
     multislice(p, energy=300e3)  # energy enters as data, not as a constant
     assert ms._multislice._cache_size() == size
+
+
+def test_skip_vacuum_and_exit_spectrum_match_the_full_scan():
+    """Vacuum slices fold into the propagators exactly (P(a) P(b) = P(a + b)), with a
+    plane wave (leading vacuum skipped) and with an incident wave (kept)."""
+    ms = importlib.import_module("temsim.multislice")
+    gpts, sampling = (24, 32), (0.1, 0.1)
+    rng = np.random.default_rng(1)
+    slices = np.zeros((7, *gpts))
+    slices[[2, 3, 5]] = rng.uniform(0, 20, (3, *gpts))
+    p = Potential(jnp.asarray(slices), sampling, 1.0)
+    full = multislice(p, energy=200e3, tilt=(2.0, -1.0))
+    kw = dict(energy=200e3, tilt=(2.0, -1.0), skip_vacuum=True)
+    np.testing.assert_allclose(multislice(p, **kw), full, atol=1e-12)
+    spectrum = ms.exit_spectrum(p, **kw)
+    np.testing.assert_allclose(np.fft.ifft2(spectrum), full, atol=1e-12)
+    wave = _bandlimited_wave(gpts, sampling)
+    with_wave = multislice(p, energy=200e3, wave=wave)
+    np.testing.assert_allclose(
+        multislice(p, energy=200e3, wave=wave, skip_vacuum=True), with_wave, atol=1e-12
+    )
+    compact = Potential(p.array[np.array([2, 3, 5])], sampling, 1.0)
+    direct = ms.exit_spectrum_compact(compact, [2, 3, 5], 7, energy=200e3,
+                                      tilt=(2.0, -1.0))  # fmt: skip
+    np.testing.assert_allclose(direct, spectrum, atol=1e-10)

@@ -134,3 +134,43 @@ def test_vacuum_slices_are_skipped_without_changing_the_result():
     compact, occupied = pot.occupied_layout(atoms.numbers, atoms.positions[:, 2], 6, 1)
     np.testing.assert_array_equal(occupied, [0, 4])
     assert compact.index.shape == (2, 2, 1)
+
+
+def test_grid_beyond_available_memory_is_refused_before_allocating(monkeypatch):
+    # 30 Å at 1e-4 Å: 3e5 x 3e5 pixels, about 2 TiB in float64
+    atoms = _atoms("C", [[1, 1, 1]], [30, 30, 2])
+    with pytest.raises(ValueError, match="coarser sampling, thicker slices") as info:
+        temsim.potential_slices(atoms, sampling=1e-4)
+    assert "300000 x 300000 grid with 2 slices" in str(info.value)
+    assert "GiB of memory is available" in str(info.value)
+    monkeypatch.setattr(pot, "available_memory", lambda: 1_000_000)
+    estimate = pot.estimate_memory((96, 96), 2, n_groups=1, n_occupied=1)
+    assert estimate > 1_000_000
+    with pytest.raises(ValueError, match=r"needs about 0\.0\d+ GiB, but only"):
+        temsim.potential_slices(atoms, gpts=96)
+    temsim.potential_slices(atoms, gpts=32)  # fits in 1 MB
+
+
+def test_available_memory_is_positive():
+    available = pot.available_memory()
+    assert available is None or available > 0
+
+
+def test_rows_of_a_crystal_factor_exactly():
+    """Atoms sharing a y coordinate (crystal rows) take the factored path in
+    project_atoms; it equals the general per-atom kernel `project`."""
+    from temsim import structures
+
+    atoms = structures.mos2(repeat=(4, 3), vacuum=2.5)
+    gpts, sampling = (40, 48), (atoms.cell[1, 1] / 40, atoms.cell[0, 0] / 48)
+    layout, _ = pot.occupied_layout(atoms.numbers, atoms.positions[:, 2], 9, 8.19 / 9)
+    index = layout.index.reshape(-1, layout.index.shape[-1])
+    _, rows_y, _ = pot._rows(index, layout.weight.reshape(index.shape),
+                             atoms.positions[:, :2])  # fmt: skip
+    assert 2 * rows_y.shape[1] <= index.shape[1]  # the factored path is taken
+    factored = pot.project_atoms(layout, atoms.positions[:, :2], gpts, sampling,
+                                 "lobato")  # fmt: skip
+    factors = pot.form_factors(layout.numbers, gpts, sampling, "lobato")
+    general = pot.project(atoms.positions[:, :2], layout.index, layout.weight,
+                          factors, pot.spatial_frequencies(gpts, sampling))  # fmt: skip
+    np.testing.assert_allclose(factored, general, atol=1e-9 * np.abs(general).max())
