@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 TRAIN_EXAMPLE = """example:
@@ -68,12 +69,19 @@ def _save_array(path: str, array) -> None:
     except ImportError:
         pass
     suffix = Path(path).suffix.lower()
-    if suffix in TIFF_SUFFIXES:
-        _tifffile(path).imwrite(path, np.asarray(array, np.float32))
-    elif suffix == ".npy":
-        np.save(path, np.asarray(array, np.float32))
-    else:
+    if suffix not in (*TIFF_SUFFIXES, ".npy"):
         raise SystemExit(f"output must be .npy or .tif/.tiff, got {path!r}")
+    # Write next to the target and rename: a failure leaves no partial output file.
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.partial{suffix}")
+    try:
+        if suffix in TIFF_SUFFIXES:
+            _tifffile(path).imwrite(tmp, np.asarray(array, np.float32))
+        else:
+            np.save(tmp, np.asarray(array, np.float32))
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _loss_spec(text: str):

@@ -143,6 +143,14 @@ def denoise_image(
     if x.ndim < 2:
         raise ValueError(f"image must be (..., ny, nx), got shape {x.shape}")
     check_finite(x, "image")
+    if not isinstance(x, jax.core.Tracer):
+        flat = x.reshape((-1, x.shape[-2] * x.shape[-1]))
+        if bool(jnp.any(jnp.max(flat, axis=-1) == jnp.min(flat, axis=-1))):
+            raise ValueError(
+                "image is constant (every pixel of an image has the same value): "
+                "there is no signal or noise to separate; check the file or the "
+                "detector's gain reference"
+            )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     batch, (ny, nx) = x.shape[:-2], x.shape[-2:]
@@ -164,6 +172,14 @@ def denoise_image(
                 raise ValueError(
                     f"tile must be >= 2 * overlap, got tile={tile!r}, "
                     f"overlap={overlap!r}"
+                )
+            radius = int(getattr(model, "receptive_radius", 0))
+            if t < 2 * radius + 1:
+                raise ValueError(
+                    f"tile={tile!r} is smaller than the model's receptive field "
+                    f"(2 * receptive_radius + 1 = {2 * radius + 1} px): every output "
+                    f"pixel would see past the tile border; use tile >= "
+                    f"{2 * radius + 1} or tile=None"
                 )
             if t % multiple or (t - o) % multiple:
                 raise ValueError(

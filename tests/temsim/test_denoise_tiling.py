@@ -124,13 +124,19 @@ def test_input_types_and_batches():
     # a U-Net needs sizes that are multiples of 2^depth: padded internally
     unet = models.UNet(depth=2, features=4, rngs=nnx.Rngs(0))
     assert tiling.denoise_image(unet, x[:30, :27]).shape == (30, 27)
-    assert tiling.denoise_image(unet, x[:30, :27], tile=16, overlap=4).shape == (30, 27)
-    assert tiling.denoise_image(unet, x[:30, :27], tile=24).shape == (30, 27)
+    # tiles must cover the receptive field (2 * 23 + 1 = 47 px for this U-Net)
+    assert tiling.denoise_image(unet, x[:30, :27], tile=48, overlap=8).shape == (30, 27)
+    assert tiling.denoise_image(unet, x[:30, :27], tile=52).shape == (30, 27)
 
 
 def test_validation():
     x = _lattice(32)
     model = _dncnn()
+    with pytest.raises(ValueError, match="receptive field"):
+        unet = models.UNet(depth=2, features=4, rngs=nnx.Rngs(0))
+        tiling.denoise_image(unet, x, tile=16, overlap=4)
+    with pytest.raises(ValueError, match="constant"):
+        tiling.denoise_image(model, jnp.stack([x, jnp.full_like(x, 0.7)]))
     with pytest.raises(ValueError, match="even"):
         tiling.denoise_image(model, x, tile=16, overlap=3)
     with pytest.raises(ValueError, match="even and >= 0"):
@@ -143,4 +149,4 @@ def test_validation():
         tiling.denoise_image(model, np.zeros(16, np.float32))
     with pytest.raises(ValueError, match="size_multiple=4"):
         unet = models.UNet(depth=2, features=4, rngs=nnx.Rngs(0))
-        tiling.denoise_image(unet, x, tile=18, overlap=4)
+        tiling.denoise_image(unet, x, tile=50, overlap=4)
