@@ -53,6 +53,23 @@ class Core(NamedTuple):
     valid: jax.Array  # 1.0 where the row has a key, else 0.0 (compute dtype)
 
 
+def merge_moments(mu, var, mu_b, var_b, l_prev, l_blk, l_new, m_prev, m_safe, alpha):
+    """Merge running (mu, var) with a block's (mu_b, var_b) of the shifted logits.
+
+    Chan et al. (1979) parallel variance with weights a + b = 1 from the softmax mass:
+    the running mean is re-centred from the old max m_prev to the new m_safe, and
+    alpha = exp(m_prev - m_new) rescales the old mass l_prev. Empty parts (mass 0)
+    contribute nothing. Shared by the chunked scan and the Pallas kernel.
+    """
+    zero, one = jnp.zeros((), mu.dtype), jnp.ones((), mu.dtype)
+    mu_a = jnp.where(l_prev > 0, mu + (m_prev - m_safe), zero)
+    ln = jnp.where(l_new > 0, l_new, one)
+    a = alpha * l_prev / ln
+    b = l_blk / ln
+    delta = mu_b - mu_a
+    return a * mu_a + b * mu_b, a * var + b * var_b + a * b * delta * delta
+
+
 def _bmm(a, b, dtype, contract=(2, 1)):
     """Batched matmul over axis 0 with `dtype` accumulation (3-D operands).
 
@@ -164,14 +181,9 @@ def forward(cfg: Config, rows, q, k, v, it, bias, mask) -> Core:
                 mu_b = jnp.einsum("...s,...s->...", w, z) / lb
                 dz = z - mu_b[..., None]
                 var_b = jnp.einsum("...s,...s->...", w * dz, dz) / lb
-                # Chan et al. merge, weights a + b = 1 from the softmax mass.
-                mu_a = jnp.where(l_prev > 0, mu + (m_prev - m_safe), zero)
-                ln = jnp.where(l_new > 0, l_new, one)
-                a = alpha * l_prev / ln
-                b = l_blk / ln
-                delta = mu_b - mu_a
-                mu = a * mu_a + b * mu_b
-                var = a * var + b * var_b + a * b * delta * delta
+                mu, var = merge_moments(
+                    mu, var, mu_b, var_b, l_prev, l_blk, l_new, m_prev, m_safe, alpha
+                )
             return m_new, l_new, acc, mu, var
 
         init = (

@@ -101,13 +101,9 @@ def _kernel(
             mu_b = jnp.sum(w * z, axis=1) / lb
             dz = z - mu_b[:, None]
             var_b = jnp.sum(w * dz * dz, axis=1) / lb
-            mu_a = jnp.where(l_prev > 0, mu + (m_prev - m_safe), zero)
-            ln = jnp.where(l_new > 0, l_new, one)
-            a = alpha * l_prev / ln
-            b = l_blk / ln
-            d = mu_b - mu_a
-            mu = a * mu_a + b * mu_b
-            var = a * var + b * var_b + a * b * d * d
+            mu, var = attention_chunked.merge_moments(
+                mu, var, mu_b, var_b, l_prev, l_blk, l_new, m_prev, m_safe, alpha
+            )
         return m_new, l_new, acc, mu, var
 
     rows = (bq,)
