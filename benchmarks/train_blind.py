@@ -37,15 +37,16 @@ from temsim.denoise.tiling import denoise_image
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIP = ROOT / "temsim" / "denoise" / "pretrained" / "blind"
-MODEL_SPEC = {"kind": "unet", "depth": 3, "features": 16, "bias_free": True}
-TRAIN_FAMILIES = ("graphene", "hbn")
-HELD_OUT_FAMILY = "mos2"
+MODEL_SPEC = {"kind": "unet", "depth": 3, "features": 24, "bias_free": True}
+NOISE_TYPES = ("gaussian", "poisson", "salt_and_pepper", "speckle")
+TRAIN_FAMILIES = ("graphene", "hbn", "mos2")
+HELD_OUT_FAMILY = "phosphorene"
 SHAPE = (128, 128)
 SAMPLING = 0.15  # Å/px
 # levels in image units for a clean intensity ~1: Gaussian sigma, Poisson dose
 # [e/px per unit intensity], salt-and-pepper fraction, speckle variance
 TRAIN_NOISE = noise.MixedSpec(
-    types=("gaussian", "poisson", "salt_and_pepper", "speckle"),
+    types=NOISE_TYPES,
     gaussian=(0.02, 0.3),
     poisson=(10.0, 1000.0),
     salt_and_pepper=(0.005, 0.1),
@@ -91,9 +92,9 @@ def online_data(clean_NxHxW, *, batch_size, patch, seed, spec=TRAIN_NOISE):
     return data
 
 
-def validate(model, clean_NxHxW, seed=123) -> dict[str, float]:
+def validate(model, clean_NxHxW, seed=123, spec=TRAIN_NOISE) -> dict[str, float]:
     """Mean PSNR [dB] of noisy and denoised over fresh mixed noise (whole images)."""
-    noisy, _ = noise.mixed(jax.random.key(seed), clean_NxHxW, TRAIN_NOISE)
+    noisy, _ = noise.mixed(jax.random.key(seed), clean_NxHxW, spec)
     noisy = np.asarray(noisy, np.float32)
     den = np.asarray(denoise_image(model, noisy))
     p_in = [float(metrics.psnr(y, c)) for y, c in zip(noisy, clean_NxHxW, strict=True)]
@@ -113,8 +114,23 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "runs" / "blind"))
     p.add_argument("--ship", default=str(SHIP), help="'' to not ship")
     p.add_argument("--export-only", action="store_true", help="ship last checkpoint")
+    p.add_argument(
+        "--noise",
+        choices=NOISE_TYPES,
+        default=None,
+        help="train a specialist on this noise type only (default: all, blind)",
+    )
+    p.add_argument(
+        "--init",
+        default=None,
+        help="start from the model in this folder (e.g. the shipped blind model: "
+        "a specialist fine-tuned from it)",
+    )
     args = p.parse_args(argv)
     out = Path(args.out)
+    spec = TRAIN_NOISE
+    if args.noise is not None:
+        spec = dataclasses.replace(TRAIN_NOISE, types=(args.noise,))
     t_start = time.perf_counter()
 
     ds = dataset.generate(train_config(args.n_train, args.seed), out / "train.zarr")
@@ -139,16 +155,25 @@ def main(argv=None) -> int:
     else:
         train.save_specs(config.checkpoint_dir, MODEL_SPEC, config)
         data = online_data(
-            clean, batch_size=args.batch_size, patch=args.patch, seed=args.seed
+            clean,
+            batch_size=args.batch_size,
+            patch=args.patch,
+            seed=args.seed,
+            spec=spec,
         )
-        result = train.fit(train.build_model(MODEL_SPEC, seed=args.seed), data, config)
+        if args.init:
+            start = pretrained.load_directory(args.init)
+        else:
+            start = train.build_model(MODEL_SPEC, seed=args.seed)
+        result = train.fit(start, data, config)
         model = result.model
     model.eval()
     t_train = time.perf_counter() - t_start - t_data
     val_cfg = dataclasses.replace(
         train_config(8, args.seed + 10_000), families=dataset.FAMILIES
     )
-    val = validate(model, clean_stack(dataset.generate(val_cfg, out / "val.zarr")))
+    val_clean = clean_stack(dataset.generate(val_cfg, out / "val.zarr"))
+    val = validate(model, val_clean, spec=spec)
     records = [
         json.loads(x) for x in (out / "ckpt" / "metrics.jsonl").read_text().splitlines()
     ]
@@ -156,7 +181,8 @@ def main(argv=None) -> int:
         "model": MODEL_SPEC,
         "parameters": int(sum(a.size for a in pretrained.state_arrays(model).values())),
         "train_data": train_config(args.n_train, args.seed).to_dict(),
-        "train_noise": TRAIN_NOISE.to_dict(),
+        "train_noise": spec.to_dict(),
+        "init": args.init,
         "held_out_family": HELD_OUT_FAMILY,
         "train_config": dataclasses.asdict(config),
         "batch_size": args.batch_size,

@@ -5,7 +5,8 @@ All builders return `ase.Atoms` with an orthogonal, axis-aligned cell (what
 (amorphous support, displacements, vacancies) comes from an explicit integer `seed`.
 Lattice constants [Å]: graphene 2.46, hBN 2.504, MoS2 3.18 (thickness 3.19), Si 5.431,
 SrTiO3 3.905, Au 4.08 (room-temperature values, e.g. Kittel, Introduction to Solid
-State Physics, 8th ed., Table 4 of Ch. 1).
+State Physics, 8th ed., Table 4 of Ch. 1); black phosphorus a = 3.3136, c = 4.3763
+(Brown & Rundqvist, Acta Cryst. 19, 684 (1965)).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "hbn",
     "mos2",
     "orthogonalize_cell",
+    "phosphorene",
     "random_displacements",
     "si110",
     "srtio3",
@@ -111,6 +113,31 @@ def mos2(
     return _layer(
         mx2("MoS2", "2H", a=a, thickness=thickness, vacuum=1.0), repeat, vacuum
     )
+
+
+def phosphorene(
+    *,
+    a: float = 3.3136,
+    c: float = 4.3763,
+    y: float = 0.10168,
+    z: float = 0.08056,
+    b: float = 10.478,
+    repeat=(1, 1),
+    vacuum: float = 2.0,
+) -> ase.Atoms:
+    """Phosphorene (one puckered layer of black phosphorus), a x c cell (4 atoms) [Å].
+
+    x || zigzag (a), y || armchair (c), z: the beam. Black phosphorus is Cmce with P
+    on 8f (0, y, z) (Brown & Rundqvist 1965); one layer holds (0, +-y, +-z) and
+    (1/2, +-y, 1/2 -+ z), so the pucker is 2 y b = 2.13 Å and the bonds 2.22 and
+    2.24 Å. A rectangular lattice of zigzag rows: a structure family unlike the
+    hexagonal graphene/hBN/MoS2 (the held-out family of benchmarks/denoise.py).
+    """
+    h = y * b
+    frac = [(0.0, z, h), (0.0, 1.0 - z, -h), (0.5, 0.5 - z, h), (0.5, 0.5 + z, -h)]
+    positions = [(fx * a, fy * c, fz + h) for fx, fy, fz in frac]
+    atoms = ase.Atoms("P4", positions=positions, cell=[a, c, 2 * h + 10.0], pbc=True)
+    return _layer(atoms, repeat, vacuum)
 
 
 def si110(*, a: float = 5.431, repeat=(1, 1, 1)) -> ase.Atoms:
@@ -235,6 +262,7 @@ STRUCTURES: dict[str, Callable[..., ase.Atoms]] = {
     "graphene": graphene,
     "hbn": hbn,
     "mos2": mos2,
+    "phosphorene": phosphorene,
     "si110": si110,
     "srtio3": srtio3,
     "au_nanoparticle": au_nanoparticle,

@@ -48,7 +48,8 @@ __all__ = ["Config", "DEFAULTS", "config_for", "run", "report", "Data", "make_da
 # Per modulus: (train fraction, step budget), seed 0 checked on 2 shared CPU cores
 # (benchmarks/results/grokking_defaults_check.json; test accuracy >= 0.9 / 0.95 at):
 #   p = 19: f = 0.7 -> 1100 / 1300 (no delay: not grokking); f = 0.55 -> 3500 /
-#           9100; 0.6 is in between;
+#           9100; f = 0.6 stalled at test accuracy ~0.7 for all 30000 steps
+#           (sweep of 2026-12-04), so 0.55;
 #   p = 23: f = 0.5 -> 6800 / 7700 (benchmarks/results/grokking_p23.json); f = 0.4 had
 #           not passed 0.2 by step 10000;
 #   p = 31: f = 0.45 -> 4000 / 4900;  p = 59: f = 0.3 -> 11800 / 12600 (1170 s);
@@ -56,7 +57,7 @@ __all__ = ["Config", "DEFAULTS", "config_for", "run", "report", "Data", "make_da
 # Other p: f = 4.2 ln(p) / p clipped to [0.3, 0.8]. The budget is an upper bound: runs
 # stop at 1.5 x their 0.95 onset (Config.stop_factor).
 DEFAULTS: dict[int, tuple[float, int]] = {
-    19: (0.6, 30_000),
+    19: (0.55, 30_000),
     23: (0.5, 30_000),
     31: (0.45, 30_000),
     47: (0.35, 30_000),

@@ -26,6 +26,7 @@ def _nearest(atoms, a=None, b=None):
         ("mos2", 6, ("Mo", "S"), 2.4320),  # sqrt(a^2/3 + (t/2)^2)
         ("si110", 16, ("Si", "Si"), 2.3517),
         ("srtio3", 5, ("Ti", "O"), 1.9525),
+        ("phosphorene", 4, ("P", "P"), 2.2240),
     ],
 )
 def test_crystals_are_orthogonal_and_have_the_right_bonds(
@@ -38,6 +39,19 @@ def test_crystals_are_orthogonal_and_have_the_right_bonds(
     assert _nearest(atoms, *pair) == pytest.approx(distance, abs=2e-3)
     p = temsim.potential_slices(atoms, sampling=0.2)  # accepted as is
     assert p.array.shape[0] >= 1
+
+
+def test_phosphorene_is_threefold_bonded_and_puckered():
+    # Black phosphorus (Brown & Rundqvist 1965): two in-plane bonds of 2.224 Å and
+    # one inter-plane bond of 2.244 Å per atom; pucker 2 y b = 2.131 Å.
+    atoms = structures.phosphorene(repeat=(3, 3))
+    i, _, d = neighbor_list("ijd", atoms, 2.5)
+    assert np.bincount(i, minlength=len(atoms)).tolist() == [3] * len(atoms)
+    np.testing.assert_allclose(
+        np.sort(d.reshape(-1))[::36], [2.224, 2.224, 2.244], atol=2e-3
+    )
+    z = atoms.positions[:, 2]
+    assert z.max() - z.min() == pytest.approx(2 * 0.10168 * 10.478, abs=1e-9)
 
 
 def test_orthogonalize_cell_keeps_density():
