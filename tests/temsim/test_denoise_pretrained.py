@@ -84,6 +84,15 @@ def test_cli_denoise_uses_the_shipped_model_by_default(tmp_path, clean, capsys):
     assert float(psnr(out, clean[0])) > float(psnr(noisy, clean[0])) + 10.0  # 13.5
 
 
+def test_cli_denoise_self_ensemble(tmp_path, model, clean):
+    noisy = np.asarray(noise.gaussian(jax.random.key(2), clean[2], 0.1), np.float32)
+    np.save(tmp_path / "in.npy", noisy)
+    args = ["denoise", str(tmp_path / "in.npy"), str(tmp_path / "o.npy")]
+    assert cli.main([*args, "--self-ensemble"]) == 0
+    expected = np.asarray(denoise_image(model, noisy, self_ensemble=True))
+    np.testing.assert_allclose(np.load(tmp_path / "o.npy"), expected, atol=1e-6)
+
+
 def test_cli_denoise_tiff_round_trip(tmp_path, clean):
     tifffile = pytest.importorskip("tifffile")
     tifffile.imwrite(tmp_path / "in.tif", clean[1])

@@ -109,6 +109,54 @@ def test_blending_removes_the_seams_of_naive_tiling():
     assert s_blend <= 1.02 and s_own <= 1.02
 
 
+@pytest.mark.parametrize("tile", [None, (24, 32)])
+def test_self_ensemble_is_d4_equivariant_and_the_mean_of_8(tile):
+    # a random DnCNN is not equivariant; its D4 self-ensemble is, exactly (up to
+    # float32 rounding), also on a non-square image with non-square tiles
+    model = _dncnn(1)
+    x = np.random.default_rng(0).normal(size=(2, 40, 56)).astype(np.float32)
+    y = np.asarray(tiling.denoise_image(model, x, tile=tile, self_ensemble=True))
+    swap = None if tile is None else tile[::-1]
+    for k in range(4):
+        t = tile if k % 2 == 0 else swap
+        for flip in (False, True):
+            v = np.rot90(x, k, axes=(-2, -1))
+            v = np.ascontiguousarray(v[..., ::-1] if flip else v)
+            w = np.rot90(y, k, axes=(-2, -1))
+            w = w[..., ::-1] if flip else w
+            yv = tiling.denoise_image(model, v, tile=t, self_ensemble=True)
+            np.testing.assert_allclose(yv, w, atol=2e-6)
+    plain = [
+        np.rot90(
+            np.asarray(
+                tiling.denoise_image(model, np.rot90(x, k, axes=(1, 2)), tile=t)
+            ),
+            -k,
+            axes=(1, 2),
+        )
+        for k, t in zip(range(4), (tile, swap, tile, swap), strict=True)
+    ]
+    single = np.asarray(tiling.denoise_image(model, x, tile=tile))
+    assert np.abs(plain[1] - single).max() > 1e-3  # the model itself is not
+    flipped = [
+        np.rot90(
+            np.asarray(
+                tiling.denoise_image(
+                    model,
+                    np.ascontiguousarray(np.rot90(x, k, axes=(1, 2))[..., ::-1]),
+                    tile=t,
+                )
+            )[..., ::-1],
+            -k,
+            axes=(1, 2),
+        )
+        for k, t in zip(range(4), (tile, swap, tile, swap), strict=True)
+    ]
+    np.testing.assert_allclose(y, np.mean(plain + flipped, axis=0), atol=2e-6)
+    with pytest.raises(TypeError, match="self_ensemble must be a bool"):
+        tiling.denoise_image(model, x, self_ensemble=1)
+
+
 def test_input_types_and_batches():
     x = _lattice(32)
     model = _dncnn()
