@@ -54,15 +54,16 @@ __all__ = ["Config", "DEFAULTS", "config_for", "run", "report", "Data", "make_da
 #           f = 0.55 -> seed 0 3500 / 9100, seeds 1 and 2 never in 30000 steps
 #           (seed 1: 0.9 at 48600, then oscillating 0.82-0.9 and never 0.95 in
 #           100000 steps): so 0.65, where one seed in three does not grok;
-#   p = 23: f = 0.5 -> 6800 / 7700 (benchmarks/results/grokking_p23.json); f = 0.4 had
-#           not passed 0.2 by step 10000;
+#   p = 23: f = 0.5 -> 6800 / 7700 (benchmarks/results/grokking_p23.json), seed 1
+#           8500 / 10700, seed 2 36600 / never (60000 steps; 0.9 not reached in
+#           30000): so a 60000-step budget; f = 0.4 had not passed 0.2 by step 10000;
 #   p = 31: f = 0.45 -> 4000 / 4900;  p = 59: f = 0.3 -> 11800 / 12600 (1170 s);
 #   p = 47: f = 0.35 -> 18600 / 19900 (seed 0), 9800 / 10200 (seed 1).
 # Other p: f = 4.2 ln(p) / p clipped to [0.3, 0.8]. The budget is an upper bound: runs
 # stop at 1.5 x their 0.95 onset (Config.stop_factor).
 DEFAULTS: dict[int, tuple[float, int]] = {
     19: (0.65, 30_000),
-    23: (0.5, 30_000),
+    23: (0.5, 60_000),
     31: (0.45, 30_000),
     47: (0.35, 30_000),
     59: (0.3, 30_000),
