@@ -281,12 +281,33 @@ def _apply_mtf(x, params: MTF):
     return jnp.fft.ifft2(X * _broadcast_to_batch(mtf, X.shape).astype(X.dtype)).real
 
 
-def apply_mtf(image: ImageLike, mtf: MTF | Sequence[float] = MTF()) -> ImageLike:
-    """Detector blur: y = IFFT[FFT[x] MTF(nu)] (periodic boundaries).
+@jax.jit
+def _apply_mtf_grid(x, grid):
+    X = jnp.fft.fft2(x)
+    return jnp.fft.ifft2(X * _broadcast_to_batch(grid, X.shape).astype(X.dtype)).real
 
-    mtf: `MTF` or its (a, b, c, d); a cosine of frequency nu is scaled by MTF(nu).
+
+def apply_mtf(
+    image: ImageLike, mtf: MTF | Sequence[float] | Float[Array, "ny nx"] = MTF()
+) -> ImageLike:
+    """Detector blur: y = IFFT[FFT[x] MTF] (periodic boundaries).
+
+    mtf: either of the two detector models of temsim:
+      - `MTF` or its (a, b, c, d): the parametric fit of Thust (2009), radial in nu
+        (a cosine of frequency nu is scaled by MTF(nu));
+      - an array (ny, nx) sampled on the image's FFT grid, e.g.
+        `temsim.optics.detector_mtf` (pixel sinc x Gaussian charge spread).
     """
     x, _ = _unpack(image)
+    if getattr(mtf, "ndim", 0) == 2 and not isinstance(mtf, MTF):
+        grid = jnp.asarray(mtf)
+        if grid.shape != x.shape[-2:]:
+            raise ValueError(
+                f"mtf array must be sampled on the image's FFT grid {x.shape[-2:]}, "
+                f"got shape {grid.shape}"
+            )
+        y = _apply_mtf_grid(x, grid).astype(x.dtype)
+        return _pack(image, y, {"mtf": f"array {grid.shape}"})
     params = _as_mtf(mtf)
     y = _apply_mtf(x, params).astype(x.dtype)
     return _pack(image, y, {"mtf": str(tuple(params))})

@@ -297,8 +297,11 @@ def detector_mtf(
 def apply_mtf(
     image: Float[ArrayLike, "*batch ny nx"], mtf: Float[Array, "ny nx"]
 ) -> Float[Array, "*batch ny nx"]:
-    """Blur an intensity image by a detector MTF (Fourier-space multiplication)."""
-    image = jnp.asarray(image)
-    spectrum = jnp.fft.fft2(image)
-    spectrum = spectrum * mtf.astype(spectrum.dtype)
-    return jnp.fft.ifft2(spectrum).real.astype(image.dtype)
+    """Blur an intensity image by a detector MTF (Fourier-space multiplication).
+
+    One code path with `temsim.noise.apply_mtf`, which also takes the parametric
+    `temsim.noise.MTF` (Thust 2009); this form takes the sampled `detector_mtf`.
+    """
+    from temsim import noise
+
+    return noise.apply_mtf(jnp.asarray(image), mtf)

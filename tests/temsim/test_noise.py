@@ -108,6 +108,25 @@ def test_mtf_attenuates_cosine_by_mtf_at_its_frequency(k):
     assert float(mtf(jnp.asarray(0.6))) == pytest.approx(0.55, rel=1e-12)
 
 
+def test_mtf_as_sampled_array_is_the_optics_model():
+    # the second detector model (temsim.optics.detector_mtf: pixel sinc x Gaussian
+    # spread) goes through the same apply_mtf: a cosine of k cycles along x is scaled
+    # by sinc(k / n) exp(-2 pi^2 s^2 (k / n)^2)
+    from temsim import optics
+
+    n, k, spread = 64, 10, 0.7
+    c = jnp.arange(n, dtype=jnp.float64)
+    x = jnp.broadcast_to(1 + 0.5 * jnp.cos(2 * jnp.pi * k * c / n), (n, n))
+    grid = optics.detector_mtf((n, n), spread=spread)
+    y = noise.apply_mtf(x, grid)
+    f = k / n
+    gain = np.sinc(f) * np.exp(-2 * np.pi**2 * spread**2 * f**2)
+    np.testing.assert_allclose(y, 1 + 0.5 * gain * (x - 1) / 0.5, atol=1e-12)
+    np.testing.assert_allclose(optics.apply_mtf(x, grid), y, atol=0)
+    with pytest.raises(ValueError, match=r"mtf array must be sampled on .*\(64, 64\)"):
+        noise.apply_mtf(x, optics.detector_mtf((32, 32)))
+
+
 def test_detector_noise_power_follows_mtf_squared(key):
     dose, dqe = 20.0, 0.5
     mtf = noise.MTF()
