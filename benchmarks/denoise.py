@@ -197,14 +197,14 @@ def run_cell(
 
     noisy = add_noise(kind, level, clean, key)
     out = {"noisy": (None, noisy)}
+    cnns = {"cnn_blind": (model, None)}
     if specialists and kind in specialists:
-        for name, ens in (("cnn_specialist", False), ("cnn_specialist_x8", True)):
-            y = denoise_image(specialists[kind], noisy, self_ensemble=ens)
-            out[name] = (kind, np.asarray(y))
+        cnns["cnn_specialist"] = (specialists[kind], kind)
+    for name, (net, param) in cnns.items():
+        for suffix, ens in (("", False), ("_x8", True)):
+            y = denoise_image(net, noisy, self_ensemble=ens)
+            out[name + suffix] = (param, np.asarray(y))
     if cnn_only:
-        out["cnn_blind"] = (None, np.asarray(denoise_image(model, noisy)))
-        y = denoise_image(model, noisy, self_ensemble=True)
-        out["cnn_blind_x8"] = (None, np.asarray(y))
         return out
     out["gaussian_filter"] = _best(
         {s: ndimage.gaussian_filter(noisy, (0, s, s)) for s in GAUSS_GRID}, clean
@@ -225,9 +225,6 @@ def run_cell(
             "anscombe" if kind == "poisson" else "sigma_psd",
             np.stack([bm3d_denoise(kind, level, y) for y in noisy]),
         )
-    out["cnn_blind"] = (None, np.asarray(denoise_image(model, noisy)))
-    y = denoise_image(model, noisy, self_ensemble=True)
-    out["cnn_blind_x8"] = (None, np.asarray(y))
     return out
 
 

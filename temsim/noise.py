@@ -275,16 +275,15 @@ def _nyquist_radius(shape: tuple[int, int], dtype) -> Array:
 
 
 @jax.jit
-def _apply_mtf(x, params: MTF):
-    mtf = params(_nyquist_radius(x.shape[-2:], x.dtype))
+def _apply_mtf_grid(x, grid):
+    """IFFT[FFT[x] grid] over the last two axes; grid (ny, nx) on the FFT grid."""
     X = jnp.fft.fft2(x)
-    return jnp.fft.ifft2(X * _broadcast_to_batch(mtf, X.shape).astype(X.dtype)).real
+    return jnp.fft.ifft2(X * _broadcast_to_batch(grid, X.shape).astype(X.dtype)).real
 
 
 @jax.jit
-def _apply_mtf_grid(x, grid):
-    X = jnp.fft.fft2(x)
-    return jnp.fft.ifft2(X * _broadcast_to_batch(grid, X.shape).astype(X.dtype)).real
+def _apply_mtf(x, params: MTF):
+    return _apply_mtf_grid(x, params(_nyquist_radius(x.shape[-2:], x.dtype)))
 
 
 def apply_mtf(
