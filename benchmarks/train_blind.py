@@ -121,6 +121,12 @@ def main(argv=None) -> int:
         help="train a specialist on this noise type only (default: all, blind)",
     )
     p.add_argument(
+        "--noise-weights",
+        default=None,
+        help="probabilities of the blind model's noise types, comma-separated in the "
+        f"order {','.join(NOISE_TYPES)} (default: equal)",
+    )
+    p.add_argument(
         "--init",
         default=None,
         help="start from the model in this folder (e.g. the shipped blind model: "
@@ -129,8 +135,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     spec = TRAIN_NOISE
+    if args.noise is not None and args.noise_weights is not None:
+        p.error("--noise-weights applies to the blind model only, not with --noise")
     if args.noise is not None:
         spec = dataclasses.replace(TRAIN_NOISE, types=(args.noise,))
+    if args.noise_weights is not None:
+        weights = tuple(float(w) for w in args.noise_weights.split(","))
+        spec = dataclasses.replace(TRAIN_NOISE, weights=weights)
     t_start = time.perf_counter()
 
     ds = dataset.generate(train_config(args.n_train, args.seed), out / "train.zarr")
@@ -196,7 +207,9 @@ def main(argv=None) -> int:
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {jax.device_count()} {jax.default_backend()}"
         f" device(s), jax {jax.__version__}",
-        "command": "python benchmarks/train_blind.py " + " ".join(argv or []),
+        # the training command (an --export-only call ships what it trained)
+        "command": "python benchmarks/train_blind.py "
+        + " ".join(a for a in argv or [] if a != "--export-only"),
     }
     print(json.dumps(info["validation_all_families"]), flush=True)
     if args.ship:

@@ -12,10 +12,10 @@ from temsim.denoise import denoise_image, load_pretrained, psnr, train
 from temsim.denoise import pretrained as pre
 from temsim.denoise.report import example_images, report
 
-# PSNR gains [dB] measured once (2026-12-04, shipped width-24 weights, key 0) for
-# (graphene, hBN, MoS2, held-out phosphorene): Gaussian sigma 0.1 (13.5, 13.5, 11.9,
-# 12.2), Poisson 100 e/px (13.5, 13.9, 11.8, 12.7); the bound sits ~1.8 dB below the
-# lowest (the previous width-16 model, trained without MoS2, gained 7.6 on MoS2)
+# PSNR gains [dB] measured once (2026-12-05, shipped width-24 6000-step weights, key
+# 0) for (graphene, hBN, MoS2, held-out phosphorene): Gaussian sigma 0.1 (13.4, 13.6,
+# 11.9, 12.1), Poisson 100 e/px (13.3, 13.7, 11.8, 12.7); the bound sits ~1.8 dB
+# below the lowest (an older width-16 model, trained without MoS2, gained 7.6 on MoS2)
 MIN_GAIN_DB = {"gaussian": 10.0, "poisson": 10.0}
 FAMILIES = ("graphene", "hbn", "mos2", "phosphorene")
 
