@@ -16,7 +16,9 @@ level; Poisson via the Anscombe transform and the closed-form unbiased inverse o
 Mäkitalo & Foi, IEEE TIP 20, 99 (2011)); the blind CNN
 (`temsim.denoise.load_pretrained("blind")`) and, with `--specialists DIR`, one
 specialist CNN per noise type (DIR/<noise type>/, written by `train_blind.py --noise
-TYPE --ship DIR/TYPE`), each run on its own noise type only. Metrics: PSNR [dB],
+TYPE --ship DIR/TYPE`), each run on its own noise type only; for Poisson also
+the known-dose path `temsim.denoise.denoise_poisson` (Anscombe domain; columns *_vst,
+with the Gaussian specialist as its specialist). Metrics: PSNR [dB],
 SSIM, MS-SSIM (temsim.denoise.metrics, data range of the clean image) and
 atom-column shape errors (temsim.denoise.shape.fidelity: ellipticity error,
 centroid error [px]).
@@ -47,6 +49,7 @@ import numpy as np
 from temsim import dataset, noise
 from temsim.denoise import metrics, pretrained, shape
 from temsim.denoise.tiling import denoise_image
+from temsim.denoise.vst import denoise_poisson
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -77,9 +80,15 @@ METHODS = (
     "cnn_blind_x8",
     "cnn_specialist",
     "cnn_specialist_x8",
+    "cnn_blind_vst",
+    "cnn_blind_x8_vst",
+    "cnn_specialist_vst",
+    "cnn_specialist_x8_vst",
 )
 # x8: the D4 geometric self-ensemble (denoise_image(..., self_ensemble=True))
 CNNS = ("cnn_blind", "cnn_blind_x8", "cnn_specialist", "cnn_specialist_x8")
+# _vst (Poisson only): known dose, Anscombe domain (temsim.denoise.denoise_poisson);
+# the specialist there is the Gaussian one, since the stabilised noise is Gaussian-like
 GAUSS_GRID = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # px
 MEDIAN_GRID = (3, 5, 7)  # px
 NLM_GRID = (0.6, 0.8, 1.0, 1.2)  # h / sigma
@@ -204,6 +213,14 @@ def run_cell(
         for suffix, ens in (("", False), ("_x8", True)):
             y = denoise_image(net, noisy, self_ensemble=ens)
             out[name + suffix] = (param, np.asarray(y))
+    if kind == "poisson":
+        vst = {"cnn_blind": model}
+        if specialists and "gaussian" in specialists:
+            vst["cnn_specialist"] = specialists["gaussian"]
+        for name, net in vst.items():
+            for suffix, ens in (("", False), ("_x8", True)):
+                y = denoise_poisson(net, noisy, float(level), self_ensemble=ens)
+                out[f"{name}{suffix}_vst"] = ("anscombe", np.asarray(y))
     if cnn_only:
         return out
     out["gaussian_filter"] = _best(
@@ -397,13 +414,32 @@ def goals(mean, methods) -> list[str]:
             + ", ".join(f"{k} {_fmt(v)}" for k, v in zip(LEVELS, per, strict=True))
             + ") | | |"
         )
+    # method per (noise type, level index); known dose: Poisson through the Anscombe
+    # transform at every dose, or only below the trained doses (index 4: 3 e/px)
+    pipelines = [(cnn, lambda kind, i, cnn=cnn: cnn) for cnn in CNNS]
     for cnn in CNNS:
-        if cnn not in methods:
+        if f"{cnn}_vst" in methods:
+            pipelines += [
+                (
+                    f"{cnn} (Poisson: {cnn}_vst)",
+                    lambda kind, i, cnn=cnn: (
+                        cnn + ("_vst" if kind == "poisson" else "")
+                    ),
+                ),
+                (
+                    f"{cnn} (Poisson below the trained doses: {cnn}_vst)",
+                    lambda kind, i, cnn=cnn: (
+                        cnn + ("_vst" if kind == "poisson" and i == 4 else "")
+                    ),
+                ),
+            ]
+    for cnn, method in pipelines:
+        if method("gaussian", 0) not in methods:
             continue
         cells = []
         for kind, levels in LEVELS.items():
             for i in (0, 4):
-                a = mean(kind, levels[i], cnn, "psnr")
+                a = mean(kind, levels[i], method(kind, i), "psnr")
                 b = mean(kind, levels[i], "bm3d", "psnr")
                 if a is not None and b is not None:
                     cells.append((a - b, f"{kind} {levels[i]:g}"))
@@ -570,7 +606,7 @@ def main(argv=None) -> int:
             )
     methods = [m for m in METHODS if use_bm3d or m != "bm3d"]
     if args.cnn_only:
-        methods = ["noisy", *CNNS]
+        methods = ["noisy", *CNNS, *(m for m in METHODS if m.endswith("_vst"))]
     if not specialists:
         methods = [m for m in methods if not m.startswith("cnn_specialist")]
     result = {

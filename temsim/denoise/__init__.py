@@ -5,6 +5,7 @@
 - metrics: `psnr`, `ssim`, `ms_ssim`, `seam_score`; shape: atom-column `fidelity`.
 - train: `fit` (pure jitted step, data-parallel, orbax checkpoints, resumable).
 - pretrained: `load_pretrained("blind")`, the shipped blind U-Net (offline).
+- vst: `denoise_poisson` (known dose, Anscombe transform and unbiased inverse).
 """
 
 from temsim.denoise.metrics import ms_ssim, psnr, seam_score, ssim
@@ -13,12 +14,14 @@ from temsim.denoise.pretrained import load_pretrained
 from temsim.denoise.shape import fidelity as shape_fidelity
 from temsim.denoise.tiling import denoise_image
 from temsim.denoise.train import TrainConfig, fit
+from temsim.denoise.vst import denoise_poisson
 
 __all__ = [
     "DnCNN",
     "TrainConfig",
     "UNet",
     "denoise_image",
+    "denoise_poisson",
     "fit",
     "load_pretrained",
     "ms_ssim",

@@ -22,6 +22,7 @@ metrics go to runs/blind/metrics.jsonl. Use --data DIR for a temsim dataset.
 DENOISE_EXAMPLE = """example:
   temsim denoise noisy.tif denoised.tif          # the shipped blind model, offline
   temsim denoise noisy.npy denoised.npy --checkpoint-dir runs/blind --tile 256
+  temsim denoise counts.tif denoised.tif --dose 1   # raw electron counts (Anscombe)
 .npy always; .tif/.tiff with tifffile installed (float32 output).
 """
 
@@ -190,13 +191,14 @@ def _denoise(args: argparse.Namespace) -> int:
 
         model, source = load_pretrained(args.model), f"pretrained {args.model!r}"
     x = _load_array(args.image)
-    y = denoise_image(
-        model,
-        x,
-        tile=args.tile,
-        overlap=args.overlap,
-        self_ensemble=args.self_ensemble,
-    )
+    kw = {"tile": args.tile, "overlap": args.overlap}
+    kw["self_ensemble"] = args.self_ensemble
+    if args.dose is None:
+        y = denoise_image(model, x, **kw)
+    else:
+        from temsim.denoise.vst import denoise_poisson
+
+        y = denoise_poisson(model, x, args.dose, **kw)
     y = np.asarray(y)
     out = Path(args.output or args.out or "denoised.npy")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -227,6 +229,13 @@ def register_denoise(subparsers) -> None:
         "--self-ensemble",
         action="store_true",
         help="average over the 8 rotations/flips (D4): 8x slower, ~0.2-0.4 dB better",
+    )
+    p.add_argument(
+        "--dose",
+        type=float,
+        default=None,
+        help="known dose [e/px per unit image intensity] of shot-noise-limited data: "
+        "denoise in the Anscombe domain (better below ~20 e/px)",
     )
     p.add_argument("--out", default=None, help="same as OUTPUT (kept for scripts)")
     p.set_defaults(func=_denoise)
