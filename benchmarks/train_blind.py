@@ -140,8 +140,11 @@ def main(argv=None) -> int:
     if args.noise is not None:
         spec = dataclasses.replace(TRAIN_NOISE, types=(args.noise,))
     if args.noise_weights is not None:
-        weights = tuple(float(w) for w in args.noise_weights.split(","))
-        spec = dataclasses.replace(TRAIN_NOISE, weights=weights)
+        try:
+            weights = tuple(float(w) for w in args.noise_weights.split(","))
+            spec = dataclasses.replace(TRAIN_NOISE, weights=weights)
+        except ValueError as e:
+            p.error(f"--noise-weights {args.noise_weights!r}: {e}")
     t_start = time.perf_counter()
 
     ds = dataset.generate(train_config(args.n_train, args.seed), out / "train.zarr")

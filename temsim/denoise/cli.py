@@ -191,8 +191,11 @@ def _denoise(args: argparse.Namespace) -> int:
 
         model, source = load_pretrained(args.model), f"pretrained {args.model!r}"
     x = _load_array(args.image)
-    kw = {"tile": args.tile, "overlap": args.overlap}
-    kw["self_ensemble"] = args.self_ensemble
+    kw = {
+        "tile": args.tile,
+        "overlap": args.overlap,
+        "self_ensemble": args.self_ensemble,
+    }
     if args.dose is None:
         y = denoise_image(model, x, **kw)
     else:
@@ -235,7 +238,8 @@ def register_denoise(subparsers) -> None:
         type=float,
         default=None,
         help="known dose [e/px per unit image intensity] of shot-noise-limited data: "
-        "denoise in the Anscombe domain (better below ~20 e/px)",
+        "denoise in the Anscombe domain (better only below the model's trained doses, "
+        "10 e/px for the shipped model)",
     )
     p.add_argument("--out", default=None, help="same as OUTPUT (kept for scripts)")
     p.set_defaults(func=_denoise)
