@@ -49,7 +49,7 @@ import numpy as np
 from temsim import dataset, noise
 from temsim.denoise import metrics, pretrained, shape
 from temsim.denoise.tiling import denoise_image
-from temsim.denoise.vst import denoise_poisson
+from temsim.denoise.vst import anscombe, denoise_poisson, inverse_anscombe
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -138,20 +138,13 @@ def effective_sigma(kind: str, level: float, noisy: np.ndarray) -> float:
     return float(estimate_sigma(noisy.astype(np.float64)))
 
 
-def _anscombe_inverse(d: np.ndarray) -> np.ndarray:
-    """Closed-form approximation of the exact unbiased inverse (Mäkitalo & Foi)."""
-    d = np.maximum(d, 0.8)
-    s = np.sqrt(1.5)
-    return 0.25 * d**2 + 0.25 * s / d - 1.375 / d**2 + 0.625 * s / d**3 - 0.125
-
-
 def bm3d_denoise(kind: str, level: float, noisy: np.ndarray) -> np.ndarray:
     import bm3d
 
     x = noisy.astype(np.float64)
     if kind == "poisson":
-        a = 2.0 * np.sqrt(np.maximum(x * level, 0.0) + 0.375)
-        return (_anscombe_inverse(bm3d.bm3d(a, 1.0)) / level).astype(np.float32)
+        a = np.asarray(anscombe(x * level), np.float64)
+        return np.asarray(inverse_anscombe(bm3d.bm3d(a, 1.0)) / level, np.float32)
     return bm3d.bm3d(x, effective_sigma(kind, level, noisy)).astype(np.float32)
 
 

@@ -18,6 +18,19 @@ def _strongest_frequency(image, sampling: float) -> float:
     return float(kr.ravel()[np.argmax(power)])
 
 
+def _peak_of_one_image(family: str, **config) -> float:
+    """Strongest frequency [1/Å] of one clean 128 x 128 image at 0.15 Å/px."""
+    cfg = dataset.DatasetConfig(
+        n_samples=1,
+        shape=(128, 128),
+        sampling=0.15,
+        families=(family,),
+        chunk=1,
+        **config,
+    )
+    return _strongest_frequency(dataset.sample(cfg, 0).clean, 0.15)
+
+
 def _reflections(family: str) -> np.ndarray:
     """|g| [1/Å] of the first reflections of the projected lattice."""
     h, k = np.meshgrid(np.arange(-3, 4), np.arange(-3, 4), indexing="ij")
@@ -35,17 +48,9 @@ def test_family_lattice_shows_in_the_image_spectrum(family):
     # structure reaches the image. For phosphorene it is also far from every
     # graphene reflection (graphene's 0.469/Å peak lies within 0.6 bins of
     # phosphorene's (02) ring, so the converse is not resolvable at 128 px).
-    cfg = dataset.DatasetConfig(
-        n_samples=1,
-        shape=(128, 128),
-        sampling=0.15,
-        families=(family,),
-        layers=(1, 1),
-        displacement=(0.0, 0.0),
-        vacancy=(0.0, 0.0),
-        chunk=1,
+    k_peak = _peak_of_one_image(
+        family, layers=(1, 1), displacement=(0.0, 0.0), vacancy=(0.0, 0.0)
     )
-    k_peak = _strongest_frequency(dataset.sample(cfg, 0).clean, 0.15)
     tol = 0.03  # 0.6 FFT bins (1 bin = 1 / (128 x 0.15 Å) = 0.052 / Å)
     assert np.min(np.abs(_reflections(family) - k_peak)) < tol, k_peak
     if family == "phosphorene":
@@ -56,16 +61,8 @@ def test_family_lattice_shows_in_the_image_spectrum(family):
 def test_synthetic_lattice_is_the_drawn_family(family):
     # hexagonal stand-in: first reflection at 2 / (sqrt(3) a); a one-family config
     # must use that family's a, not the first entry of FAMILIES
-    cfg = dataset.DatasetConfig(
-        n_samples=1,
-        shape=(128, 128),
-        sampling=0.15,
-        families=(family,),
-        simulator="synthetic",
-        chunk=1,
-    )
     a = specimens.SYNTHETIC_LATTICE[family]
-    k_peak = _strongest_frequency(dataset.sample(cfg, 0).clean, 0.15)
+    k_peak = _peak_of_one_image(family, simulator="synthetic")
     assert k_peak == pytest.approx(2 / (np.sqrt(3) * a), abs=0.03)
 
 
