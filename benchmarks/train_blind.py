@@ -127,6 +127,12 @@ def main(argv=None) -> int:
         f"order {','.join(NOISE_TYPES)} (default: equal)",
     )
     p.add_argument(
+        "--impulse-mask",
+        action="store_true",
+        help="feed the U-Net two extra channels marking pixels at the image's min and "
+        "max (temsim.denoise.models.impulse_features)",
+    )
+    p.add_argument(
         "--init",
         default=None,
         help="start from the model in this folder (e.g. the shipped blind model: "
@@ -145,6 +151,16 @@ def main(argv=None) -> int:
             spec = dataclasses.replace(TRAIN_NOISE, weights=weights)
         except ValueError as e:
             p.error(f"--noise-weights {args.noise_weights!r}: {e}")
+    model_spec = (
+        dict(MODEL_SPEC, impulse_mask=True) if args.impulse_mask else MODEL_SPEC
+    )
+    if args.init:
+        init_spec = json.loads((Path(args.init) / pretrained.MODEL_FILE).read_text())
+        if args.impulse_mask and not init_spec.get("impulse_mask"):
+            p.error(
+                f"--impulse-mask: the --init model in {args.init} has no impulse mask"
+            )
+        model_spec = init_spec
     t_start = time.perf_counter()
 
     ds = dataset.generate(train_config(args.n_train, args.seed), out / "train.zarr")
@@ -167,7 +183,7 @@ def main(argv=None) -> int:
     if args.export_only:
         model = train.load_model(config.checkpoint_dir)
     else:
-        train.save_specs(config.checkpoint_dir, MODEL_SPEC, config)
+        train.save_specs(config.checkpoint_dir, model_spec, config)
         data = online_data(
             clean,
             batch_size=args.batch_size,
@@ -178,7 +194,7 @@ def main(argv=None) -> int:
         if args.init:
             start = pretrained.load_directory(args.init)
         else:
-            start = train.build_model(MODEL_SPEC, seed=args.seed)
+            start = train.build_model(model_spec, seed=args.seed)
         result = train.fit(start, data, config)
         model = result.model
     model.eval()
@@ -192,7 +208,7 @@ def main(argv=None) -> int:
         json.loads(x) for x in (out / "ckpt" / "metrics.jsonl").read_text().splitlines()
     ]
     info = {
-        "model": MODEL_SPEC,
+        "model": model_spec,
         "parameters": int(sum(a.size for a in pretrained.state_arrays(model).values())),
         "train_data": train_config(args.n_train, args.seed).to_dict(),
         "train_noise": spec.to_dict(),
@@ -216,7 +232,7 @@ def main(argv=None) -> int:
     }
     print(json.dumps(info["validation_all_families"]), flush=True)
     if args.ship:
-        d = pretrained.save_pretrained(model, MODEL_SPEC, args.ship)
+        d = pretrained.save_pretrained(model, model_spec, args.ship)
         (d / "training.json").write_text(json.dumps(info, indent=1, default=float))
         print(f"shipped to {d}", flush=True)
     return 0

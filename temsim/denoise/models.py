@@ -23,7 +23,46 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
-__all__ = ["BiasFreeBatchNorm", "DnCNN", "UNet"]
+__all__ = ["BiasFreeBatchNorm", "DnCNN", "UNet", "image_extremes", "impulse_features"]
+
+
+def image_extremes(x_BxHxWxC: Float[Array, "B H W C"]) -> Float[Array, "B 3 C"]:
+    """Per image and channel: (min, max, mean |x|) over H and W, stacked on axis 1."""
+    axes = (1, 2)
+    return jnp.stack(
+        [x_BxHxWxC.min(axes), x_BxHxWxC.max(axes), jnp.abs(x_BxHxWxC).mean(axes)], 1
+    )
+
+
+def impulse_features(
+    x_BxHxWxC: Float[Array, "B H W C"],
+    extremes_Bx3xC: Float[Array, "B 3 C"] | None = None,
+) -> Float[Array, "B H W 2C"]:
+    """Where impulse noise can sit: s * [x == min x, x == max x] per image and channel.
+
+    Salt-and-pepper noise (and dead or saturated detector pixels) sets pixels to the
+    image's extreme values, which a convolution with a local receptive field cannot
+    see. These two channels mark the pixels tied with the minimum (pepper) and the
+    maximum (salt) of each image, the detection step of switching median filters
+    (Hwang & Haddad, IEEE TIP 4, 499 (1995)). s = mean |x| over the image, so for a
+    > 0 the features of a x are a times those of x: a bias-free network stays
+    positively homogeneous. Shape (B, H, W, C) -> (B, H, W, 2C); pepper channels
+    first. `extremes_Bx3xC` (from `image_extremes` of the whole image) replaces the
+    statistics of x itself, so that a tile is marked as its full image would be.
+    """
+    x = x_BxHxWxC
+    e = image_extremes(x) if extremes_Bx3xC is None else extremes_Bx3xC
+    lo, hi, s = (e[:, i, None, None, :].astype(x.dtype) for i in range(3))
+    zero = jnp.zeros_like(x)
+    pepper, salt = jnp.where(x == lo, s, zero), jnp.where(x == hi, s, zero)
+    return jax.lax.stop_gradient(jnp.concatenate([pepper, salt], axis=-1))
+
+
+def _with_impulse_features(x_BxHxWxC: Array, on: bool, extremes) -> Array:
+    if not on:
+        return x_BxHxWxC
+    feats = impulse_features(x_BxHxWxC, extremes)
+    return jnp.concatenate([x_BxHxWxC, feats], axis=-1)
 
 
 class BiasFreeBatchNorm(nnx.Module):
@@ -77,6 +116,9 @@ class DnCNN(nnx.Module):
       kernel_size: odd convolution size (3).
       batch_norm: batch norm in the middle layers.
       bias_free: drop every additive constant (see module docstring).
+      impulse_mask: also feed `impulse_features` (pixels at the image's extremes)
+        to the first convolution; this makes the output depend on the whole input
+        (its min and max), not only on the receptive field.
     Attributes:
       receptive_radius: pixels on each side that influence one output pixel.
       size_multiple: input sizes must be multiples of this (1).
@@ -91,6 +133,7 @@ class DnCNN(nnx.Module):
         kernel_size: int = 3,
         batch_norm: bool = True,
         bias_free: bool = False,
+        impulse_mask: bool = False,
         rngs: nnx.Rngs,
     ):
         if depth < 2 or features < 1 or kernel_size < 1 or kernel_size % 2 == 0:
@@ -101,9 +144,11 @@ class DnCNN(nnx.Module):
         bias = not bias_free
         k = (kernel_size, kernel_size)
         self.channels = channels
+        self.impulse_mask = bool(impulse_mask)
         self.receptive_radius = depth * (kernel_size // 2)
         self.size_multiple = 1
-        self.first = nnx.Conv(channels, features, k, use_bias=bias, rngs=rngs)
+        fin = 3 * channels if impulse_mask else channels
+        self.first = nnx.Conv(fin, features, k, use_bias=bias, rngs=rngs)
         self.middle = nnx.List(
             [
                 nnx.Conv(
@@ -125,9 +170,14 @@ class DnCNN(nnx.Module):
             self.norms = None
         self.last = nnx.Conv(features, channels, k, use_bias=bias, rngs=rngs)
 
-    def __call__(self, x_BxHxWxC: Float[Array, "B H W C"]) -> Float[Array, "B H W C"]:
+    def __call__(
+        self, x_BxHxWxC: Float[Array, "B H W C"], extremes=None
+    ) -> Float[Array, "B H W C"]:
+        """x - noise; `extremes` (B, 3, C): see `impulse_features` (impulse_mask)."""
         _check_input(x_BxHxWxC, self.channels, 1)
-        h_BxHxWxF = jax.nn.relu(self.first(x_BxHxWxC))
+        h_BxHxWxF = jax.nn.relu(
+            self.first(_with_impulse_features(x_BxHxWxC, self.impulse_mask, extremes))
+        )
         for i, conv in enumerate(self.middle):
             h_BxHxWxF = conv(h_BxHxWxF)
             if self.norms is not None:
@@ -195,6 +245,9 @@ class UNet(nnx.Module):
       bias_free: drop every additive constant (see module docstring).
       attention_heads: > 0 adds a `physattn.nn.ThermoAttention` self-attention layer
         over the bottleneck tokens (residual); 0 (default) disables it.
+      impulse_mask: also feed `impulse_features` (pixels at the image's extremes)
+        to the first block; this makes the output depend on the whole input (its min
+        and max), not only on the receptive field.
     Attributes:
       receptive_radius: pixels on each side that influence one output pixel.
       size_multiple: 2^depth.
@@ -208,6 +261,7 @@ class UNet(nnx.Module):
         channels: int = 1,
         bias_free: bool = False,
         attention_heads: int = 0,
+        impulse_mask: bool = False,
         rngs: nnx.Rngs,
     ):
         if depth < 1 or features < 1 or attention_heads < 0:
@@ -218,6 +272,8 @@ class UNet(nnx.Module):
         bias = not bias_free
         f = [features * 2**level for level in range(depth + 1)]
         self.channels = channels
+        self.impulse_mask = bool(impulse_mask)
+        fin = 3 * channels if impulse_mask else channels
         self.depth = depth
         self.size_multiple = 2**depth
         # upper bound: 4 convs per level (3x3 at scale 2^l), pooling misalignment
@@ -226,7 +282,7 @@ class UNet(nnx.Module):
         )
         self.down = nnx.List(
             [
-                _Block(channels if i == 0 else f[i - 1], f[i], bias=bias, rngs=rngs)
+                _Block(fin if i == 0 else f[i - 1], f[i], bias=bias, rngs=rngs)
                 for i in range(depth)
             ]
         )
@@ -241,10 +297,13 @@ class UNet(nnx.Module):
         )
         self.out = nnx.Conv(f[0], channels, (1, 1), use_bias=bias, rngs=rngs)
 
-    def __call__(self, x_BxHxWxC: Float[Array, "B H W C"]) -> Float[Array, "B H W C"]:
+    def __call__(
+        self, x_BxHxWxC: Float[Array, "B H W C"], extremes=None
+    ) -> Float[Array, "B H W C"]:
+        """x - noise; `extremes` (B, 3, C): see `impulse_features` (impulse_mask)."""
         _check_input(x_BxHxWxC, self.channels, self.size_multiple)
         skips = []
-        h = x_BxHxWxC
+        h = _with_impulse_features(x_BxHxWxC, self.impulse_mask, extremes)
         for block in self.down:
             h = block(h)
             skips.append(h)

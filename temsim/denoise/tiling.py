@@ -15,6 +15,10 @@ each of the 8 orientations of the square's symmetry group D4 (4 rotations, each 
 and without a flip), each output is mapped back, and the 8 are averaged. The result is
 exactly D4-equivariant, which the lattice images it is meant for are, at 8x the cost.
 
+Models with `impulse_mask` mark the pixels at their input's min and max; here every
+tile is marked with the extremes of its whole image (`models.image_extremes`), so
+tiling stays exact for them too.
+
 Image edges: the image is reflect-padded by `pad` pixels per side (and up to a multiple
 of the model's `size_multiple`, 2^depth for a U-Net) before inference; the padding is
 cropped afterwards.
@@ -33,6 +37,7 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float
 
+from temsim.denoise import models
 from temsim.denoise.metrics import as_array, check_finite
 from temsim.image import Image
 
@@ -98,27 +103,41 @@ def tile_windows(
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _apply(graphdef, state, x_BxHxWxC):
+def _apply(graphdef, state, x_BxHxWxC, extremes_Bx3xC):
     model = nnx.merge(graphdef, state)
     model.eval()  # the merged copy only; the caller's model keeps its mode
-    return model(x_BxHxWxC)
+    if extremes_Bx3xC is None:
+        return model(x_BxHxWxC)
+    return model(x_BxHxWxC, extremes=extremes_Bx3xC)
 
 
-def _run(model: nnx.Module, x_BxHxW: np.ndarray, batch_size: int) -> np.ndarray:
-    """Model over a stack of equal-size images in fixed-size batches (one compile)."""
+def _pad_batch(a: np.ndarray, b: int) -> np.ndarray:
+    """a with zeros appended along axis 0 up to length b (same shape: no recompile)."""
+    return np.concatenate([a, np.zeros((b - a.shape[0],) + a.shape[1:], a.dtype)])
+
+
+def _run(
+    model: nnx.Module,
+    x_BxHxW: np.ndarray,
+    batch_size: int,
+    extremes_Bx3: np.ndarray | None = None,
+) -> np.ndarray:
+    """Model over a stack of equal-size images in fixed-size batches (one compile).
+
+    extremes_Bx3: per image (min, max, mean |x|) of the full image each tile came
+    from, for models with `impulse_mask` (see `models.impulse_features`).
+    """
     graphdef, state = nnx.split(model)
     n = x_BxHxW.shape[0]
     b = min(batch_size, n)
     out = []
     for i in range(0, n, b):
-        chunk = x_BxHxW[i : i + b]
-        k = chunk.shape[0]
-        if k < b:  # pad the last batch: same shape, no recompilation
-            chunk = np.concatenate(
-                [chunk, np.zeros((b - k,) + chunk.shape[1:], chunk.dtype)]
-            )
-        y = _apply(graphdef, state, jnp.asarray(chunk[..., None]))
-        out.append(np.asarray(y[:k, ..., 0]))
+        chunk = _pad_batch(x_BxHxW[i : i + b], b)
+        ext = None
+        if extremes_Bx3 is not None:
+            ext = jnp.asarray(_pad_batch(extremes_Bx3[i : i + b], b)[..., None])
+        y = _apply(graphdef, state, jnp.asarray(chunk[..., None]), ext)
+        out.append(np.asarray(y[: min(b, n - i), ..., 0]))
     return np.concatenate(out)
 
 
@@ -224,15 +243,22 @@ def denoise_image(
     arr = np.asarray(x, np.float32).reshape((-1, ny, nx))
     widths = ((0, 0), (pad, hy - ny - pad), (pad, hx - nx - pad))
     xp = np.pad(arr, widths, mode="reflect")
+    extremes = None
+    if getattr(model, "impulse_mask", False):  # tiles see their image's extremes
+        extremes = np.asarray(models.image_extremes(jnp.asarray(arr[..., None])))
+        extremes = extremes[..., 0]
     if tile is None:
-        yp = _run(model, xp, batch_size)
+        yp = _run(model, xp, batch_size, extremes)
     else:
         starts, windows = tile_windows((hy, hx), (ty, tx), (oy, ox))
         ty, tx = windows.shape[-2:]
         tiles = np.stack(
             [xp[:, a : a + ty, b : b + tx] for a, b in starts], axis=1
         ).reshape((-1, ty, tx))
-        out = _run(model, tiles, batch_size).reshape((xp.shape[0], len(starts), ty, tx))
+        if extremes is not None:
+            extremes = np.repeat(extremes, len(starts), axis=0)
+        out = _run(model, tiles, batch_size, extremes)
+        out = out.reshape((xp.shape[0], len(starts), ty, tx))
         acc = np.zeros(xp.shape, np.float64)
         norm = np.zeros((hy, hx), np.float64)
         for i, (a, b) in enumerate(starts):

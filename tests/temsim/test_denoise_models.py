@@ -32,9 +32,12 @@ def test_shape_dtype_and_residual_form(kind, key):
     np.testing.assert_array_equal(model(x), x)
 
 
-@pytest.mark.parametrize("kind", ["dncnn", "unet"])
-def test_bias_free_is_positively_homogeneous(kind, key):
-    model = _small(kind, bias_free=True)
+@pytest.mark.parametrize(
+    ("kind", "impulse"),
+    [("dncnn", False), ("unet", False), ("dncnn", True), ("unet", True)],
+)
+def test_bias_free_is_positively_homogeneous(kind, impulse, key):
+    model = _small(kind, bias_free=True, impulse_mask=impulse)
     x = _x(key)
     model(x)  # one training-mode call populates the running statistics
     model.eval()
@@ -109,3 +112,38 @@ def test_unet_attention_bottleneck(key):
     model = _small("unet", attention_heads=2)
     x = _x(key)
     assert model(x).shape == x.shape
+
+
+def test_impulse_features_mark_the_extreme_pixels(key):
+    x = np.array(jax.random.uniform(key, (2, 8, 8, 1), jnp.float32, 0.5, 1.5))
+    x[0, 1, 2, 0] = x[0, 5, 5, 0] = 0.1  # two pepper pixels in image 0
+    x[1, 7, 0, 0] = 2.0  # one salt pixel in image 1
+    f = np.asarray(models.impulse_features(jnp.asarray(x)))
+    assert f.shape == (2, 8, 8, 2)
+    s = np.abs(x).mean(axis=(1, 2, 3))
+    for b in range(2):
+        pepper, salt = x[b, ..., 0] == x[b].min(), x[b, ..., 0] == x[b].max()
+        np.testing.assert_allclose(f[b, ..., 0], np.where(pepper, s[b], 0), rtol=1e-6)
+        np.testing.assert_allclose(f[b, ..., 1], np.where(salt, s[b], 0), rtol=1e-6)
+    assert (f[0, ..., 0] > 0).sum() == 2 and (f[1, ..., 1] > 0).sum() == 1
+    # degree-1 homogeneous for a > 0 (the masks are scale invariant)
+    np.testing.assert_allclose(
+        models.impulse_features(jnp.asarray(2.5 * x)), 2.5 * f, rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize("kind", ["dncnn", "unet"])
+def test_impulse_mask_model_sees_the_global_extremes(kind, key):
+    """With impulse_mask the first layer takes 3C channels, and the output at a pixel
+    changes when a pixel outside its receptive field becomes the image's max."""
+    plain, masked = _small(kind), _small(kind, impulse_mask=True)
+    plain.eval()  # training-mode batch norm would mix in the batch statistics
+    masked.eval()
+    first = masked.first if kind == "dncnn" else masked.down[0].a
+    assert first.kernel.shape[-2] == 3
+    x = _x(key, (1, 32, 32, 1)).at[0, 1, 1, 0].set(5.0)  # the max, near (0, 0)
+    far = x.at[0, 31, 31, 0].set(10.0)  # a new max far away: (1, 1) is no longer salt
+    r = masked.receptive_radius
+    assert r < 31
+    np.testing.assert_array_equal(plain(x)[0, 0, 0], plain(far)[0, 0, 0])
+    assert not np.array_equal(masked(x)[0, 0, 0], masked(far)[0, 0, 0])

@@ -68,6 +68,26 @@ def test_cnn_tiled_matches_whole_when_receptive_field_fits():
         np.testing.assert_allclose(tiled, whole, atol=1e-5)
 
 
+def test_impulse_mask_model_tiled_matches_whole():
+    """Each tile is marked with its whole image's min and max, not its own."""
+    model = models.DnCNN(
+        depth=3, features=4, batch_norm=False, impulse_mask=True, rngs=nnx.Rngs(0)
+    )
+    rng = np.random.default_rng(3)
+    x = _lattice(64) + rng.normal(0, 0.05, (64, 64)).astype(np.float32)
+    hit = rng.random((64, 64)) < 0.02
+    x = np.where(hit, np.where(rng.random((64, 64)) < 0.5, x.max(), x.min()), x)
+    x[:32, :32] = np.clip(x[:32, :32], x.min() + 0.01, x.max() - 0.01)  # no impulses
+    whole = tiling.denoise_image(model, x, pad=8)
+    tiled = tiling.denoise_image(model, x, tile=32, overlap=16, pad=8)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    # marking a tile by its own extremes would change the impulse-free corner
+    own = np.asarray(model(jnp.asarray(x[None, :32, :32, None]), extremes=None))
+    ext = models.image_extremes(jnp.asarray(x[None, ..., None]))
+    full = np.asarray(model(jnp.asarray(x[None, :32, :32, None]), extremes=ext))
+    assert np.abs(own - full)[0, 8:24, 8:24].max() > 1e-3
+
+
 def _box_dncnn():
     """A 2-layer DnCNN set by hand to a 3x3 box filter: y = x - (h - box(h)) - b,
     h = x + 10 (ReLU inactive). Zero padding at a tile edge drops the +10 offset of
