@@ -1,6 +1,7 @@
 """temsim.denoise: CNN denoisers for TEM images: training, tiled inference, metrics.
 
-- models: `DnCNN`, `UNet` (Flax NNX; residual; optional bias-free layers).
+- models: `DnCNN`, `UNet` (Flax NNX; residual; optional bias-free layers and
+  `impulse_features` input channels marking pixels at the image's extremes).
 - tiling: `denoise_image` (whole image, or overlapping tiles blended seamlessly).
 - metrics: `psnr`, `ssim`, `ms_ssim`, `seam_score`; shape: atom-column `fidelity`.
 - train: `fit` (pure jitted step, data-parallel, orbax checkpoints, resumable).
@@ -9,7 +10,7 @@
 """
 
 from temsim.denoise.metrics import ms_ssim, psnr, seam_score, ssim
-from temsim.denoise.models import DnCNN, UNet
+from temsim.denoise.models import DnCNN, UNet, impulse_features
 from temsim.denoise.pretrained import load_pretrained
 from temsim.denoise.shape import fidelity as shape_fidelity
 from temsim.denoise.tiling import denoise_image
@@ -23,6 +24,7 @@ __all__ = [
     "denoise_image",
     "denoise_poisson",
     "fit",
+    "impulse_features",
     "load_pretrained",
     "ms_ssim",
     "psnr",
