@@ -52,6 +52,11 @@ def impulse_features(
     """
     x = x_BxHxWxC
     e = image_extremes(x) if extremes_Bx3xC is None else extremes_Bx3xC
+    if e.shape != (x.shape[0], 3, x.shape[-1]):
+        raise ValueError(
+            f"extremes must have shape (B, 3, C) = {(x.shape[0], 3, x.shape[-1])} "
+            f"(min, max, mean |x| per image and channel), got {e.shape}"
+        )
     lo, hi, s = (e[:, i, None, None, :].astype(x.dtype) for i in range(3))
     zero = jnp.zeros_like(x)
     pepper, salt = jnp.where(x == lo, s, zero), jnp.where(x == hi, s, zero)

@@ -126,6 +126,8 @@ def test_impulse_features_mark_the_extreme_pixels(key):
         np.testing.assert_allclose(f[b, ..., 0], np.where(pepper, s[b], 0), rtol=1e-6)
         np.testing.assert_allclose(f[b, ..., 1], np.where(salt, s[b], 0), rtol=1e-6)
     assert (f[0, ..., 0] > 0).sum() == 2 and (f[1, ..., 1] > 0).sum() == 1
+    with pytest.raises(ValueError, match=r"extremes must have shape \(B, 3, C\)"):
+        models.impulse_features(jnp.asarray(x), jnp.zeros((2, 2, 1)))
     # degree-1 homogeneous for a > 0 (the masks are scale invariant)
     np.testing.assert_allclose(
         models.impulse_features(jnp.asarray(2.5 * x)), 2.5 * f, rtol=1e-6
