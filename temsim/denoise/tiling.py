@@ -120,11 +120,11 @@ def _run(
     model: nnx.Module,
     x_BxHxW: np.ndarray,
     batch_size: int,
-    extremes_Bx3: np.ndarray | None = None,
+    extremes_Bx3x1: np.ndarray | None = None,
 ) -> np.ndarray:
     """Model over a stack of equal-size images in fixed-size batches (one compile).
 
-    extremes_Bx3: per image (min, max, mean |x|) of the full image each tile came
+    extremes_Bx3x1: per image (min, max, mean |x|) of the full image each tile came
     from, for models with `impulse_mask` (see `models.impulse_features`).
     """
     graphdef, state = nnx.split(model)
@@ -134,8 +134,8 @@ def _run(
     for i in range(0, n, b):
         chunk = _pad_batch(x_BxHxW[i : i + b], b)
         ext = None
-        if extremes_Bx3 is not None:
-            ext = jnp.asarray(_pad_batch(extremes_Bx3[i : i + b], b)[..., None])
+        if extremes_Bx3x1 is not None:
+            ext = jnp.asarray(_pad_batch(extremes_Bx3x1[i : i + b], b))
         y = _apply(graphdef, state, jnp.asarray(chunk[..., None]), ext)
         out.append(np.asarray(y[: min(b, n - i), ..., 0]))
     return np.concatenate(out)
@@ -246,7 +246,6 @@ def denoise_image(
     extremes = None
     if getattr(model, "impulse_mask", False):  # tiles see their image's extremes
         extremes = np.asarray(models.image_extremes(jnp.asarray(arr[..., None])))
-        extremes = extremes[..., 0]
     if tile is None:
         yp = _run(model, xp, batch_size, extremes)
     else:
