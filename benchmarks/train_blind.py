@@ -133,6 +133,13 @@ def main(argv=None) -> int:
         "max (temsim.denoise.models.impulse_features)",
     )
     p.add_argument(
+        "--impulse-gate",
+        type=float,
+        default=0.0,
+        help="with --impulse-mask: mark the extremes only where both are shared by at "
+        "least this fraction of the pixels (models.image_extremes; 0: always)",
+    )
+    p.add_argument(
         "--init",
         default=None,
         help="start from the model in this folder (e.g. the shipped blind model: "
@@ -151,9 +158,13 @@ def main(argv=None) -> int:
             spec = dataclasses.replace(TRAIN_NOISE, weights=weights)
         except ValueError as e:
             p.error(f"--noise-weights {args.noise_weights!r}: {e}")
-    model_spec = (
-        dict(MODEL_SPEC, impulse_mask=True) if args.impulse_mask else MODEL_SPEC
-    )
+    if args.impulse_gate and not args.impulse_mask:
+        p.error("--impulse-gate needs --impulse-mask")
+    model_spec = MODEL_SPEC
+    if args.impulse_mask:
+        model_spec = dict(MODEL_SPEC, impulse_mask=True)
+        if args.impulse_gate:
+            model_spec["impulse_gate"] = args.impulse_gate
     if args.init:
         init_spec = json.loads((Path(args.init) / pretrained.MODEL_FILE).read_text())
         if args.impulse_mask and not init_spec.get("impulse_mask"):

@@ -18,6 +18,8 @@ Fernandez-Granda, ICLR (2020) (bias-free CNNs).
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -26,17 +28,41 @@ from jaxtyping import Array, Float
 __all__ = ["BiasFreeBatchNorm", "DnCNN", "UNet", "image_extremes", "impulse_features"]
 
 
-def image_extremes(x_BxHxWxC: Float[Array, "B H W C"]) -> Float[Array, "B 3 C"]:
-    """Per image and channel: (min, max, mean |x|) over H and W, stacked on axis 1."""
-    axes = (1, 2)
-    return jnp.stack(
-        [x_BxHxWxC.min(axes), x_BxHxWxC.max(axes), jnp.abs(x_BxHxWxC).mean(axes)], 1
-    )
+def _check_gate(gate: float) -> None:
+    if not 0.0 <= gate < 1.0:
+        raise ValueError(
+            f"impulse gate must be a pixel fraction in [0, 1), got {gate!r}"
+        )
+
+
+def image_extremes(
+    x_BxHxWxC: Float[Array, "B H W C"], gate: float = 0.0
+) -> Float[Array, "B 3 C"]:
+    """Per image and channel: (min, max, s) over H and W, stacked on axis 1.
+
+    s = mean |x|, the scale of `impulse_features`. gate > 0 switches the features
+    off (s = 0) unless the image looks impulse-corrupted: both its min and its max
+    must each be shared by at least max(3, gate * H * W) pixels. Continuous noise
+    leaves one pixel at each extreme; salt-and-pepper noise (and images with both
+    dead and saturated pixels) puts many at both; shot noise at low dose puts many
+    pixels at zero but few at the maximum, so its zero counts are not marked as
+    pepper. gate = 0 marks the extremes of every image.
+    """
+    _check_gate(gate)
+    x, axes = x_BxHxWxC, (1, 2)
+    lo, hi, s = x.min(axes), x.max(axes), jnp.abs(x).mean(axes)
+    if gate > 0:
+        need = max(3, math.ceil(gate * x.shape[1] * x.shape[2]))
+        n_lo = (x == lo[:, None, None, :]).sum(axes)
+        n_hi = (x == hi[:, None, None, :]).sum(axes)
+        s = jnp.where((n_lo >= need) & (n_hi >= need), s, jnp.zeros_like(s))
+    return jnp.stack([lo, hi, s], 1)
 
 
 def impulse_features(
     x_BxHxWxC: Float[Array, "B H W C"],
     extremes_Bx3xC: Float[Array, "B 3 C"] | None = None,
+    gate: float = 0.0,
 ) -> Float[Array, "B H W 2C"]:
     """Where impulse noise can sit: s * [x == min x, x == max x] per image and channel.
 
@@ -48,10 +74,11 @@ def impulse_features(
     > 0 the features of a x are a times those of x: a bias-free network stays
     positively homogeneous. Shape (B, H, W, C) -> (B, H, W, 2C); pepper channels
     first. `extremes_Bx3xC` (from `image_extremes` of the whole image) replaces the
-    statistics of x itself, so that a tile is marked as its full image would be.
+    statistics of x itself, so that a tile is marked as its full image would be;
+    otherwise they are `image_extremes(x, gate)`.
     """
     x = x_BxHxWxC
-    e = image_extremes(x) if extremes_Bx3xC is None else extremes_Bx3xC
+    e = image_extremes(x, gate) if extremes_Bx3xC is None else extremes_Bx3xC
     if e.shape != (x.shape[0], 3, x.shape[-1]):
         raise ValueError(
             f"extremes must have shape (B, 3, C) = {(x.shape[0], 3, x.shape[-1])} "
@@ -63,10 +90,10 @@ def impulse_features(
     return jax.lax.stop_gradient(jnp.concatenate([pepper, salt], axis=-1))
 
 
-def _with_impulse_features(x_BxHxWxC: Array, on: bool, extremes) -> Array:
-    if not on:
+def _with_impulse_features(x_BxHxWxC: Array, model, extremes) -> Array:
+    if not model.impulse_mask:
         return x_BxHxWxC
-    feats = impulse_features(x_BxHxWxC, extremes)
+    feats = impulse_features(x_BxHxWxC, extremes, model.impulse_gate)
     return jnp.concatenate([x_BxHxWxC, feats], axis=-1)
 
 
@@ -124,6 +151,8 @@ class DnCNN(nnx.Module):
       impulse_mask: also feed `impulse_features` (pixels at the image's extremes)
         to the first convolution; this makes the output depend on the whole input
         (its min and max), not only on the receptive field.
+      impulse_gate: mark the extremes only in images where both are shared by at
+        least this fraction of the pixels (see `image_extremes`); 0 marks always.
     Attributes:
       receptive_radius: pixels on each side that influence one output pixel.
       size_multiple: input sizes must be multiples of this (1).
@@ -139,6 +168,7 @@ class DnCNN(nnx.Module):
         batch_norm: bool = True,
         bias_free: bool = False,
         impulse_mask: bool = False,
+        impulse_gate: float = 0.0,
         rngs: nnx.Rngs,
     ):
         if depth < 2 or features < 1 or kernel_size < 1 or kernel_size % 2 == 0:
@@ -150,6 +180,8 @@ class DnCNN(nnx.Module):
         k = (kernel_size, kernel_size)
         self.channels = channels
         self.impulse_mask = bool(impulse_mask)
+        _check_gate(impulse_gate)
+        self.impulse_gate = float(impulse_gate)
         self.receptive_radius = depth * (kernel_size // 2)
         self.size_multiple = 1
         fin = 3 * channels if impulse_mask else channels
@@ -181,7 +213,7 @@ class DnCNN(nnx.Module):
         """x - noise; `extremes` (B, 3, C): see `impulse_features` (impulse_mask)."""
         _check_input(x_BxHxWxC, self.channels, 1)
         h_BxHxWxF = jax.nn.relu(
-            self.first(_with_impulse_features(x_BxHxWxC, self.impulse_mask, extremes))
+            self.first(_with_impulse_features(x_BxHxWxC, self, extremes))
         )
         for i, conv in enumerate(self.middle):
             h_BxHxWxF = conv(h_BxHxWxF)
@@ -253,6 +285,8 @@ class UNet(nnx.Module):
       impulse_mask: also feed `impulse_features` (pixels at the image's extremes)
         to the first block; this makes the output depend on the whole input (its min
         and max), not only on the receptive field.
+      impulse_gate: mark the extremes only in images where both are shared by at
+        least this fraction of the pixels (see `image_extremes`); 0 marks always.
     Attributes:
       receptive_radius: pixels on each side that influence one output pixel.
       size_multiple: 2^depth.
@@ -267,6 +301,7 @@ class UNet(nnx.Module):
         bias_free: bool = False,
         attention_heads: int = 0,
         impulse_mask: bool = False,
+        impulse_gate: float = 0.0,
         rngs: nnx.Rngs,
     ):
         if depth < 1 or features < 1 or attention_heads < 0:
@@ -278,6 +313,8 @@ class UNet(nnx.Module):
         f = [features * 2**level for level in range(depth + 1)]
         self.channels = channels
         self.impulse_mask = bool(impulse_mask)
+        _check_gate(impulse_gate)
+        self.impulse_gate = float(impulse_gate)
         fin = 3 * channels if impulse_mask else channels
         self.depth = depth
         self.size_multiple = 2**depth
@@ -308,7 +345,7 @@ class UNet(nnx.Module):
         """x - noise; `extremes` (B, 3, C): see `impulse_features` (impulse_mask)."""
         _check_input(x_BxHxWxC, self.channels, self.size_multiple)
         skips = []
-        h = _with_impulse_features(x_BxHxWxC, self.impulse_mask, extremes)
+        h = _with_impulse_features(x_BxHxWxC, self, extremes)
         for block in self.down:
             h = block(h)
             skips.append(h)

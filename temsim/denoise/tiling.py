@@ -245,7 +245,8 @@ def denoise_image(
     xp = np.pad(arr, widths, mode="reflect")
     extremes = None
     if getattr(model, "impulse_mask", False):  # tiles see their image's extremes
-        extremes = np.asarray(models.image_extremes(jnp.asarray(arr[..., None])))
+        gate = getattr(model, "impulse_gate", 0.0)
+        extremes = np.asarray(models.image_extremes(jnp.asarray(arr[..., None]), gate))
     if tile is None:
         yp = _run(model, xp, batch_size, extremes)
     else:

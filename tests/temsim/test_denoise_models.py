@@ -149,3 +149,33 @@ def test_impulse_mask_model_sees_the_global_extremes(kind, key):
     assert r < 31
     np.testing.assert_array_equal(plain(x)[0, 0, 0], plain(far)[0, 0, 0])
     assert not np.array_equal(masked(x)[0, 0, 0], masked(far)[0, 0, 0])
+
+
+def test_impulse_gate_marks_only_impulse_corrupted_images(key):
+    """gate > 0: marks only where both extremes are shared by >= max(3, gate H W)
+    pixels; shot noise with many zero counts but a unique max stays unmarked."""
+    x = np.array(jax.random.uniform(key, (3, 32, 32, 1), jnp.float32, 0.5, 1.5))
+    x[0].flat[:20] = 0.0  # 20 pepper ...
+    x[0].flat[-20:] = 2.0  # ... and 20 salt pixels: impulse noise
+    x[1].flat[:100] = 0.0  # many zeros, one max: low-dose counts, not impulses
+    x[2].flat[:3] = 0.0  # three of each: below the 1 % gate of 10.24 pixels
+    x[2].flat[-3:] = 2.0
+    s = np.abs(x).mean(axis=(1, 2, 3))
+    e = np.asarray(models.image_extremes(jnp.asarray(x), gate=0.01))
+    np.testing.assert_allclose(e[:, 2, 0], [s[0], 0.0, 0.0], rtol=1e-6)
+    e = np.asarray(models.image_extremes(jnp.asarray(x), gate=1e-3))  # need 3
+    np.testing.assert_allclose(e[:, 2, 0], [s[0], 0.0, s[2]], rtol=1e-6)
+    np.testing.assert_allclose(  # gate 0 marks every image, as before
+        models.image_extremes(jnp.asarray(x))[:, 2, 0], s, rtol=1e-6
+    )
+    f = np.asarray(models.impulse_features(jnp.asarray(x), gate=0.01))
+    assert (f[0] > 0).sum() == 40 and not f[1:].any()
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="impulse gate must be a pixel fraction"):
+            models.image_extremes(jnp.asarray(x), gate=bad)
+        with pytest.raises(ValueError, match="impulse gate must be a pixel fraction"):
+            _small("unet", impulse_mask=True, impulse_gate=bad)
+    model = _small("unet", bias_free=True, impulse_mask=True, impulse_gate=0.01)
+    model.eval()
+    y = jnp.asarray(x)
+    np.testing.assert_allclose(model(2.5 * y), 2.5 * model(y), rtol=1e-5, atol=1e-6)

@@ -68,10 +68,16 @@ def test_cnn_tiled_matches_whole_when_receptive_field_fits():
         np.testing.assert_allclose(tiled, whole, atol=1e-5)
 
 
-def test_impulse_mask_model_tiled_matches_whole():
-    """Each tile is marked with its whole image's min and max, not its own."""
+@pytest.mark.parametrize("gate", [0.0, 1e-3])
+def test_impulse_mask_model_tiled_matches_whole(gate):
+    """Each tile is marked with its whole image's extremes and gate, not its own."""
     model = models.DnCNN(
-        depth=3, features=4, batch_norm=False, impulse_mask=True, rngs=nnx.Rngs(0)
+        depth=3,
+        features=4,
+        batch_norm=False,
+        impulse_mask=True,
+        impulse_gate=gate,
+        rngs=nnx.Rngs(0),
     )
     rng = np.random.default_rng(3)
     x = _lattice(64) + rng.normal(0, 0.05, (64, 64)).astype(np.float32)
@@ -83,7 +89,7 @@ def test_impulse_mask_model_tiled_matches_whole():
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
     # marking a tile by its own extremes would change the impulse-free corner
     own = np.asarray(model(jnp.asarray(x[None, :32, :32, None]), extremes=None))
-    ext = models.image_extremes(jnp.asarray(x[None, ..., None]))
+    ext = models.image_extremes(jnp.asarray(x[None, ..., None]), gate)
     full = np.asarray(model(jnp.asarray(x[None, :32, :32, None]), extremes=ext))
     assert np.abs(own - full)[0, 8:24, 8:24].max() > 1e-3
 
