@@ -28,11 +28,13 @@ from jaxtyping import Array, Float
 __all__ = ["BiasFreeBatchNorm", "DnCNN", "UNet", "image_extremes", "impulse_features"]
 
 
-def _check_gate(gate: float) -> None:
+def _check_gate(gate: float, mask: bool = True) -> None:
     if not 0.0 <= gate < 1.0:
         raise ValueError(
             f"impulse gate must be a pixel fraction in [0, 1), got {gate!r}"
         )
+    if gate and not mask:
+        raise ValueError(f"impulse_gate={gate!r} needs impulse_mask=True")
 
 
 def image_extremes(
@@ -180,7 +182,7 @@ class DnCNN(nnx.Module):
         k = (kernel_size, kernel_size)
         self.channels = channels
         self.impulse_mask = bool(impulse_mask)
-        _check_gate(impulse_gate)
+        _check_gate(impulse_gate, impulse_mask)
         self.impulse_gate = float(impulse_gate)
         self.receptive_radius = depth * (kernel_size // 2)
         self.size_multiple = 1
@@ -313,7 +315,7 @@ class UNet(nnx.Module):
         f = [features * 2**level for level in range(depth + 1)]
         self.channels = channels
         self.impulse_mask = bool(impulse_mask)
-        _check_gate(impulse_gate)
+        _check_gate(impulse_gate, impulse_mask)
         self.impulse_gate = float(impulse_gate)
         fin = 3 * channels if impulse_mask else channels
         self.depth = depth

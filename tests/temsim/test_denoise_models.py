@@ -175,6 +175,8 @@ def test_impulse_gate_marks_only_impulse_corrupted_images(key):
             models.image_extremes(jnp.asarray(x), gate=bad)
         with pytest.raises(ValueError, match="impulse gate must be a pixel fraction"):
             _small("unet", impulse_mask=True, impulse_gate=bad)
+    with pytest.raises(ValueError, match="needs impulse_mask=True"):
+        _small("dncnn", impulse_gate=0.01)
     model = _small("unet", bias_free=True, impulse_mask=True, impulse_gate=0.01)
     model.eval()
     y = jnp.asarray(x)
