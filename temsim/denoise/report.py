@@ -28,10 +28,10 @@ FIGURE = "denoise_crops.png"
 # one sentence from benchmarks/results/denoise.md, updated when the model is retrained
 BENCHMARK_SUMMARY = (
     "2026-12-05, in-range levels, mean over four families: the blind CNN is +1.1 dB "
-    "above BM3D on Gaussian, Poisson and speckle noise (+0.4 to +0.6 dB on the "
-    "unseen phosphorene), short of the 2 dB goal, and +27 dB on salt-and-pepper, "
-    "where it also beats the median filter by 16 dB; specialists fine-tuned per "
-    "noise type gain only 0.1 dB more, except on salt-and-pepper (3.7 dB)."
+    "above BM3D on Gaussian, Poisson and speckle noise (+0.3 to +0.6 dB on the "
+    "unseen phosphorene), short of the 2 dB goal, and +29 dB on salt-and-pepper, "
+    "where it also beats the median filter by 18 dB; specialists fine-tuned per "
+    "noise type gain only 0.1 dB more, except on salt-and-pepper (1.8 dB)."
 )
 
 
