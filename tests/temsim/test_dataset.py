@@ -131,11 +131,19 @@ def test_resume_after_sigkill(tmp_path, reference):
     path = tmp_path / "k.zarr"
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps(CONFIG.to_dict()))
+    # the writer reports each finished chunk and then, from the second on, pauses
+    # 2 s, so the kill lands before the last chunk however fast the chunks are (a
+    # loaded machine once let all 8 finish before the kill); a crash in the middle
+    # of a chunk is covered by test_partial_store_is_readable_and_resumes above
     script = """
-    import sys
+    import sys, time
     from temsim import dataset
+    def report(done, total):
+        print(done, flush=True)
+        if done >= 4:
+            time.sleep(2.0)
     cfg = dataset.DatasetConfig.load(sys.argv[1])
-    dataset.generate(cfg, sys.argv[2], progress=lambda d, n: print(d, flush=True))
+    dataset.generate(cfg, sys.argv[2], progress=report)
     """
     proc = _run(script, cfg, path)
     seen = 0
