@@ -92,6 +92,16 @@ def impulse_features(
     return jax.lax.stop_gradient(jnp.concatenate([pepper, salt], axis=-1))
 
 
+def _set_impulse_options(model, channels: int, mask: bool, gate: float) -> int:
+    """Store channels, impulse_mask and impulse_gate on a model; return the input
+    channels of its first layer (C, or 3C with the two impulse channels per C)."""
+    _check_gate(gate, mask)
+    model.channels = channels
+    model.impulse_mask = bool(mask)
+    model.impulse_gate = float(gate)
+    return 3 * channels if mask else channels
+
+
 def _with_impulse_features(x_BxHxWxC: Array, model, extremes) -> Array:
     if not model.impulse_mask:
         return x_BxHxWxC
@@ -180,13 +190,9 @@ class DnCNN(nnx.Module):
             )
         bias = not bias_free
         k = (kernel_size, kernel_size)
-        self.channels = channels
-        self.impulse_mask = bool(impulse_mask)
-        _check_gate(impulse_gate, impulse_mask)
-        self.impulse_gate = float(impulse_gate)
+        fin = _set_impulse_options(self, channels, impulse_mask, impulse_gate)
         self.receptive_radius = depth * (kernel_size // 2)
         self.size_multiple = 1
-        fin = 3 * channels if impulse_mask else channels
         self.first = nnx.Conv(fin, features, k, use_bias=bias, rngs=rngs)
         self.middle = nnx.List(
             [
@@ -313,11 +319,7 @@ class UNet(nnx.Module):
             )
         bias = not bias_free
         f = [features * 2**level for level in range(depth + 1)]
-        self.channels = channels
-        self.impulse_mask = bool(impulse_mask)
-        _check_gate(impulse_gate, impulse_mask)
-        self.impulse_gate = float(impulse_gate)
-        fin = 3 * channels if impulse_mask else channels
+        fin = _set_impulse_options(self, channels, impulse_mask, impulse_gate)
         self.depth = depth
         self.size_multiple = 2**depth
         # upper bound: 4 convs per level (3x3 at scale 2^l), pooling misalignment
