@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import platform
 import tempfile
@@ -48,6 +49,7 @@ import numpy as np
 
 from temsim import dataset, noise
 from temsim.denoise import metrics, pretrained, shape
+from temsim.denoise.sure import KNOWN_NOISE, denoise_known
 from temsim.denoise.tiling import denoise_image
 from temsim.denoise.vst import anscombe, denoise_poisson, inverse_anscombe
 
@@ -84,11 +86,17 @@ METHODS = (
     "cnn_blind_x8_vst",
     "cnn_specialist_vst",
     "cnn_specialist_x8_vst",
+    "cnn_blind_sure",
+    "cnn_blind_x8_sure",
+    "cnn_specialist_sure",
+    "cnn_specialist_x8_sure",
 )
 # x8: the D4 geometric self-ensemble (denoise_image(..., self_ensemble=True))
 CNNS = ("cnn_blind", "cnn_blind_x8", "cnn_specialist", "cnn_specialist_x8")
 # _vst (Poisson only): known dose, Anscombe domain (temsim.denoise.denoise_poisson);
 # the specialist there is the Gaussian one, since the stabilised noise is Gaussian-like
+# _sure (not salt-and-pepper): known noise type and level, the CNN refined by SURE-LET
+# (temsim.denoise.denoise_known), as BM3D is given the known sigma
 GAUSS_GRID = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # px
 MEDIAN_GRID = (3, 5, 7)  # px
 NLM_GRID = (0.6, 0.8, 1.0, 1.2)  # h / sigma
@@ -214,6 +222,11 @@ def run_cell(
             for suffix, ens in (("", False), ("_x8", True)):
                 y = denoise_poisson(net, noisy, float(level), self_ensemble=ens)
                 out[f"{name}{suffix}_vst"] = ("anscombe", np.asarray(y))
+    if kind in KNOWN_NOISE:
+        for name, (net, _) in cnns.items():
+            for suffix, ens in (("", False), ("_x8", True)):
+                y = denoise_known(net, noisy, kind, float(level), self_ensemble=ens)
+                out[f"{name}{suffix}_sure"] = ("sure-let", np.asarray(y))
     if cnn_only:
         return out
     out["gaussian_filter"] = _best(
@@ -351,15 +364,23 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _sure_name(cnn: str, kind: str) -> str:
+    """The known-noise column of `cnn` for `kind` (plain CNN for impulse noise)."""
+    return f"{cnn}_sure" if kind in KNOWN_NOISE else cnn
+
+
 def goals(mean, methods) -> list[str]:
     """The issue's three goals, each with its measured value and PASS/FAIL."""
 
     def avg(method, idx, minus="bm3d", kinds=tuple(LEVELS)):
+        """Mean PSNR difference; method/minus: a name or kind -> name."""
         d = []
         for kind in kinds:
+            m1 = method(kind) if callable(method) else method
+            m2 = minus(kind) if callable(minus) else minus
             for i in idx:
-                a = mean(kind, LEVELS[kind][i], method, "psnr")
-                b = mean(kind, LEVELS[kind][i], minus, "psnr")
+                a = mean(kind, LEVELS[kind][i], m1, "psnr")
+                b = mean(kind, LEVELS[kind][i], m2, "psnr")
                 if a is not None and b is not None:
                     d.append(a - b)
         return float(np.mean(d)) if d else None
@@ -387,23 +408,34 @@ def goals(mean, methods) -> list[str]:
                 f"| {cnn} - BM3D >= 2 dB (in range, {label}) | {_fmt(v)} | "
                 f"{verdict(None if v is None else v >= 2.0)} |"
             )
-    for x8 in ("", "_x8"):
-        if f"cnn_specialist{x8}" not in methods:
+    # known noise: SURE-LET for Gaussian/Poisson/speckle, the plain CNN on impulses
+    for cnn in CNNS:
+        if f"{cnn}_sure" not in methods:
             continue
         for kinds, label in ((tuple(LEVELS), "4 types"), (gaussian_like, "3 types")):
-            v = avg(
-                f"cnn_blind{x8}", (1, 2, 3), minus=f"cnn_specialist{x8}", kinds=kinds
-            )
+            v = avg(functools.partial(_sure_name, cnn), (1, 2, 3), kinds=kinds)
             lines.append(
-                f"| blind{x8} - specialist{x8} >= -0.5 dB (in range, {label}) | "
+                f"| {cnn} (known noise: {cnn}_sure) - BM3D >= 2 dB (in range, "
+                f"{label}) | {_fmt(v)} | {verdict(None if v is None else v >= 2.0)} |"
+            )
+    for x8, sure in (("", ""), ("_x8", ""), ("", "_sure"), ("_x8", "_sure")):
+        if f"cnn_specialist{x8}{sure}" not in methods:
+            continue
+        if sure:
+            blind = functools.partial(_sure_name, f"cnn_blind{x8}")
+            spec = functools.partial(_sure_name, f"cnn_specialist{x8}")
+            tag = " (known noise, _sure)"
+        else:
+            blind, spec, tag = f"cnn_blind{x8}", f"cnn_specialist{x8}", ""
+        for kinds, label in ((tuple(LEVELS), "4 types"), (gaussian_like, "3 types")):
+            v = avg(blind, (1, 2, 3), minus=spec, kinds=kinds)
+            lines.append(
+                f"| blind{x8} - specialist{x8}{tag} >= -0.5 dB (in range, {label}) | "
                 f"{_fmt(v)} | {verdict(None if v is None else v >= -0.5)} |"
             )
-        per = [
-            avg(f"cnn_blind{x8}", (1, 2, 3), f"cnn_specialist{x8}", kinds=(k,))
-            for k in LEVELS
-        ]
+        per = [avg(blind, (1, 2, 3), spec, kinds=(k,)) for k in LEVELS]
         lines.append(
-            f"| (blind{x8} - specialist{x8} per type: "
+            f"| (blind{x8} - specialist{x8}{tag} per type: "
             + ", ".join(f"{k} {_fmt(v)}" for k, v in zip(LEVELS, per, strict=True))
             + ") | | |"
         )
@@ -426,6 +458,13 @@ def goals(mean, methods) -> list[str]:
                     ),
                 ),
             ]
+    pipelines += [
+        (
+            f"{cnn} (known noise: {cnn}_sure)",
+            lambda kind, i, cnn=cnn: _sure_name(cnn, kind),
+        )
+        for cnn in CNNS
+    ]
     for cnn, method in pipelines:
         if method("gaussian", 0) not in methods:
             continue
@@ -599,7 +638,11 @@ def main(argv=None) -> int:
             )
     methods = [m for m in METHODS if use_bm3d or m != "bm3d"]
     if args.cnn_only:
-        methods = ["noisy", *CNNS, *(m for m in METHODS if m.endswith("_vst"))]
+        methods = [
+            "noisy",
+            *CNNS,
+            *(m for m in METHODS if m.endswith(("_vst", "_sure"))),
+        ]
     if not specialists:
         methods = [m for m in methods if not m.startswith("cnn_specialist")]
     result = {

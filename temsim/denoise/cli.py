@@ -23,6 +23,7 @@ DENOISE_EXAMPLE = """example:
   temsim denoise noisy.tif denoised.tif          # the shipped blind model, offline
   temsim denoise noisy.npy denoised.npy --checkpoint-dir runs/blind --tile 256
   temsim denoise counts.tif denoised.tif --dose 1   # raw electron counts (Anscombe)
+  temsim denoise noisy.tif denoised.tif --noise gaussian --level 0.4   # known noise
 .npy always; .tif/.tiff with tifffile installed (float32 output).
 """
 
@@ -39,7 +40,7 @@ def _tifffile(path: str):
     try:
         import tifffile
     except ImportError as e:
-        raise SystemExit(
+        raise ValueError(
             f"reading/writing {path} needs tifffile (pip install tifffile); or use .npy"
         ) from e
     return tifffile
@@ -71,7 +72,7 @@ def _save_array(path: str, array) -> None:
         pass
     suffix = Path(path).suffix.lower()
     if suffix not in (*TIFF_SUFFIXES, ".npy"):
-        raise SystemExit(f"output must be .npy or .tif/.tiff, got {path!r}")
+        raise ValueError(f"output must be .npy or .tif/.tiff, got {path!r}")
     # Write next to the target and rename: a failure leaves no partial output file.
     target = Path(path)
     tmp = target.with_name(f".{target.name}.partial{suffix}")
@@ -196,7 +197,20 @@ def _denoise(args: argparse.Namespace) -> int:
         "overlap": args.overlap,
         "self_ensemble": args.self_ensemble,
     }
-    if args.dose is None:
+    if (args.noise is None) != (args.level is None):
+        raise ValueError(
+            "--noise and --level go together (e.g. --noise gaussian --level 0.1)"
+        )
+    if args.noise is not None and args.dose is not None:
+        raise ValueError(
+            "give --dose or --noise/--level, not both (--noise poisson --level D "
+            "combines the direct and Anscombe paths)"
+        )
+    if args.noise is not None:
+        from temsim.denoise.sure import denoise_known
+
+        y = denoise_known(model, x, args.noise, args.level, **kw)
+    elif args.dose is None:
         y = denoise_image(model, x, **kw)
     else:
         from temsim.denoise.vst import denoise_poisson
@@ -240,6 +254,21 @@ def register_denoise(subparsers) -> None:
         help="known dose [e/px per unit image intensity] of shot-noise-limited data: "
         "denoise in the Anscombe domain (better only below the model's trained doses, "
         "10 e/px for the shipped model)",
+    )
+    p.add_argument(
+        "--noise",
+        choices=("gaussian", "poisson", "speckle"),
+        default=None,
+        help="known noise type (with --level): refine the CNN by SURE-LET "
+        "(temsim.denoise.denoise_known); 3 CNN runs (6 for poisson), up to 3 dB "
+        "better above the model's trained noise levels",
+    )
+    p.add_argument(
+        "--level",
+        type=float,
+        default=None,
+        help="known noise level: sigma (gaussian), dose [e/px per unit intensity] "
+        "(poisson) or variance (speckle), as in temsim.noise",
     )
     p.add_argument("--out", default=None, help="same as OUTPUT (kept for scripts)")
     p.set_defaults(func=_denoise)
