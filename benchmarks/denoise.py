@@ -18,7 +18,10 @@ Mäkitalo & Foi, IEEE TIP 20, 99 (2011)); the blind CNN
 specialist CNN per noise type (DIR/<noise type>/, written by `train_blind.py --noise
 TYPE --ship DIR/TYPE`), each run on its own noise type only; for Poisson also
 the known-dose path `temsim.denoise.denoise_poisson` (Anscombe domain; columns *_vst,
-with the Gaussian specialist as its specialist). Metrics: PSNR [dB],
+with the Gaussian specialist as its specialist); for Gaussian, Poisson and speckle
+also the known-noise path `temsim.denoise.denoise_known` (each CNN refined by
+SURE-LET with the known noise level, the information BM3D gets; columns *_sure).
+Metrics: PSNR [dB],
 SSIM, MS-SSIM (temsim.denoise.metrics, data range of the clean image) and
 atom-column shape errors (temsim.denoise.shape.fidelity: ellipticity error,
 centroid error [px]).
@@ -102,8 +105,11 @@ MEDIAN_GRID = (3, 5, 7)  # px
 NLM_GRID = (0.6, 0.8, 1.0, 1.2)  # h / sigma
 
 
-def clean_test_set(per_family: int) -> tuple[np.ndarray, list[str]]:
-    """(N, 128, 128) float32 clean images, per_family of each family, and names."""
+def clean_test_set(per_family: int, seed: int = SEED) -> tuple[np.ndarray, list[str]]:
+    """(N, 128, 128) float32 clean images, per_family of each family, and names.
+
+    Family j uses seed + j (test images: SEED; validation images elsewhere: 10000).
+    """
     images, names = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for j, fam in enumerate(dataset.FAMILIES):
@@ -111,7 +117,7 @@ def clean_test_set(per_family: int) -> tuple[np.ndarray, list[str]]:
                 n_samples=per_family,
                 shape=SHAPE,
                 sampling=SAMPLING,
-                seed=SEED + j,
+                seed=seed + j,
                 families=(fam,),
                 chunk=per_family,
             )

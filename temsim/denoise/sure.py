@@ -26,8 +26,12 @@ smoothings of it (for Poisson also the Anscombe-domain CNN, `vst.denoise_poisson
 it can shrink invented contrast, restore attenuated detail (a combination
 f + a (f - G f) is an unsharp mask) and smooth further where the noise exceeds what
 the CNN was trained on. Poisson and speckle noise are not Gaussian, and there the
-estimate is approximate (`noise_variance`); its accuracy is measured in
-benchmarks/README.md.
+estimate is approximate (`noise_variance`). Measured on validation images
+(benchmarks/denoise_sure.py), SURE of the plain CNN is within 13 % of its true MSE
+in 14 of 15 cells, and the refinement gains 0.2-3.3 dB over the plain CNN in every
+cell. The weak spot is shot noise far below the trained doses (3 e/px for the
+shipped model): there the first-order Poisson estimate puts the MSE 39 % low, and
+`vst.denoise_poisson` alone is 0.5 dB better.
 """
 
 from __future__ import annotations
