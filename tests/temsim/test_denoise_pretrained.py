@@ -10,7 +10,7 @@ from flax import nnx
 from temsim import cli, noise
 from temsim.denoise import denoise_image, load_pretrained, psnr, train
 from temsim.denoise import pretrained as pre
-from temsim.denoise.report import example_images, report
+from temsim.denoise.report import EXAMPLE_LEVELS, example_images, report
 
 # PSNR gains [dB] measured once (2026-12-05, shipped width-24 6000-step weights, key
 # 0) for (graphene, hBN, MoS2, held-out phosphorene): Gaussian sigma 0.1 (13.4, 13.6,
@@ -109,3 +109,13 @@ def test_report_writes_figure_and_table(tmp_path):
     text = report(tmp_path, use_bm3d=False)
     assert (tmp_path / "denoise_crops.png").stat().st_size > 0
     assert "| salt_and_pepper |" in text and "denoise_crops.png" in text
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[3:-1]]
+        for line in text.splitlines()
+        if line.startswith("| ") and line.split("|")[1].strip() in EXAMPLE_LEVELS
+    }
+    assert set(rows) == set(EXAMPLE_LEVELS)
+    assert rows["salt_and_pepper"][-1] == "n/a"
+    for kind in ("gaussian", "poisson", "speckle"):  # known level: not below blind
+        noisy, *_, blind, known = (float(v) for v in rows[kind])
+        assert known > blind - 0.05 and blind > noisy, kind
