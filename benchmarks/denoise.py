@@ -20,7 +20,8 @@ TYPE --ship DIR/TYPE`), each run on its own noise type only; for Poisson also
 the known-dose path `temsim.denoise.denoise_poisson` (Anscombe domain; columns *_vst,
 with the Gaussian specialist as its specialist); for Gaussian, Poisson and speckle
 also the known-noise path `temsim.denoise.denoise_known` (each CNN refined by
-SURE-LET with the known noise level, the information BM3D gets; columns *_sure).
+SURE-LET with the known noise level, the information BM3D gets; for salt-and-pepper
+only the pixels at the image's extremes replaced; columns *_known).
 Metrics: PSNR [dB],
 SSIM, MS-SSIM (temsim.denoise.metrics, data range of the clean image) and
 atom-column shape errors (temsim.denoise.shape.fidelity: ellipticity error,
@@ -40,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import functools
 import json
 import platform
 import tempfile
@@ -52,7 +52,7 @@ import numpy as np
 
 from temsim import dataset, noise
 from temsim.denoise import metrics, pretrained, shape
-from temsim.denoise.sure import KNOWN_NOISE, denoise_known
+from temsim.denoise.sure import denoise_known
 from temsim.denoise.tiling import denoise_image
 from temsim.denoise.vst import anscombe, denoise_poisson, inverse_anscombe
 
@@ -89,17 +89,18 @@ METHODS = (
     "cnn_blind_x8_vst",
     "cnn_specialist_vst",
     "cnn_specialist_x8_vst",
-    "cnn_blind_sure",
-    "cnn_blind_x8_sure",
-    "cnn_specialist_sure",
-    "cnn_specialist_x8_sure",
+    "cnn_blind_known",
+    "cnn_blind_x8_known",
+    "cnn_specialist_known",
+    "cnn_specialist_x8_known",
 )
 # x8: the D4 geometric self-ensemble (denoise_image(..., self_ensemble=True))
 CNNS = ("cnn_blind", "cnn_blind_x8", "cnn_specialist", "cnn_specialist_x8")
+KNOWN = tuple(f"{c}_known" for c in CNNS)
 # _vst (Poisson only): known dose, Anscombe domain (temsim.denoise.denoise_poisson);
 # the specialist there is the Gaussian one, since the stabilised noise is Gaussian-like
-# _sure (not salt-and-pepper): known noise type and level, the CNN refined by SURE-LET
-# (temsim.denoise.denoise_known), as BM3D is given the known sigma
+# _known: known noise type and level (temsim.denoise.denoise_known), as BM3D is given
+# the known sigma: SURE-LET for Gaussian/Poisson/speckle, impulse switching for s&p
 GAUSS_GRID = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # px
 MEDIAN_GRID = (3, 5, 7)  # px
 NLM_GRID = (0.6, 0.8, 1.0, 1.2)  # h / sigma
@@ -228,11 +229,11 @@ def run_cell(
             for suffix, ens in (("", False), ("_x8", True)):
                 y = denoise_poisson(net, noisy, float(level), self_ensemble=ens)
                 out[f"{name}{suffix}_vst"] = ("anscombe", np.asarray(y))
-    if kind in KNOWN_NOISE:
-        for name, (net, _) in cnns.items():
-            for suffix, ens in (("", False), ("_x8", True)):
-                y = denoise_known(net, noisy, kind, float(level), self_ensemble=ens)
-                out[f"{name}{suffix}_sure"] = ("sure-let", np.asarray(y))
+    for name, (net, _) in cnns.items():
+        for suffix, ens in (("", False), ("_x8", True)):
+            y = denoise_known(net, noisy, kind, float(level), self_ensemble=ens)
+            param = "switching" if kind == "salt_and_pepper" else "sure-let"
+            out[f"{name}{suffix}_known"] = (param, np.asarray(y))
     if cnn_only:
         return out
     out["gaussian_filter"] = _best(
@@ -370,23 +371,15 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _sure_name(cnn: str, kind: str) -> str:
-    """The known-noise column of `cnn` for `kind` (plain CNN for impulse noise)."""
-    return f"{cnn}_sure" if kind in KNOWN_NOISE else cnn
-
-
 def goals(mean, methods) -> list[str]:
     """The issue's three goals, each with its measured value and PASS/FAIL."""
 
     def avg(method, idx, minus="bm3d", kinds=tuple(LEVELS)):
-        """Mean PSNR difference; method/minus: a name or kind -> name."""
         d = []
         for kind in kinds:
-            m1 = method(kind) if callable(method) else method
-            m2 = minus(kind) if callable(minus) else minus
             for i in idx:
-                a = mean(kind, LEVELS[kind][i], m1, "psnr")
-                b = mean(kind, LEVELS[kind][i], m2, "psnr")
+                a = mean(kind, LEVELS[kind][i], method, "psnr")
+                b = mean(kind, LEVELS[kind][i], minus, "psnr")
                 if a is not None and b is not None:
                     d.append(a - b)
         return float(np.mean(d)) if d else None
@@ -407,32 +400,18 @@ def goals(mean, methods) -> list[str]:
     ]
     if "bm3d" not in methods:
         return [*lines, "| (BM3D not run) | n/m | n/m |", ""]
-    for cnn in CNNS:
+    for cnn in (*CNNS, *KNOWN):
         for kinds, label in ((tuple(LEVELS), "4 types"), (gaussian_like, "3 types")):
             v = avg(cnn, (1, 2, 3), kinds=kinds) if cnn in methods else None
             lines.append(
                 f"| {cnn} - BM3D >= 2 dB (in range, {label}) | {_fmt(v)} | "
                 f"{verdict(None if v is None else v >= 2.0)} |"
             )
-    # known noise: SURE-LET for Gaussian/Poisson/speckle, the plain CNN on impulses
-    for cnn in CNNS:
-        if f"{cnn}_sure" not in methods:
+    for x8, known in (("", ""), ("_x8", ""), ("", "_known"), ("_x8", "_known")):
+        if f"cnn_specialist{x8}{known}" not in methods:
             continue
-        for kinds, label in ((tuple(LEVELS), "4 types"), (gaussian_like, "3 types")):
-            v = avg(functools.partial(_sure_name, cnn), (1, 2, 3), kinds=kinds)
-            lines.append(
-                f"| {cnn} (known noise: {cnn}_sure) - BM3D >= 2 dB (in range, "
-                f"{label}) | {_fmt(v)} | {verdict(None if v is None else v >= 2.0)} |"
-            )
-    for x8, sure in (("", ""), ("_x8", ""), ("", "_sure"), ("_x8", "_sure")):
-        if f"cnn_specialist{x8}{sure}" not in methods:
-            continue
-        if sure:
-            blind = functools.partial(_sure_name, f"cnn_blind{x8}")
-            spec = functools.partial(_sure_name, f"cnn_specialist{x8}")
-            tag = " (known noise, _sure)"
-        else:
-            blind, spec, tag = f"cnn_blind{x8}", f"cnn_specialist{x8}", ""
+        blind, spec = f"cnn_blind{x8}{known}", f"cnn_specialist{x8}{known}"
+        tag = " (known noise)" if known else ""
         for kinds, label in ((tuple(LEVELS), "4 types"), (gaussian_like, "3 types")):
             v = avg(blind, (1, 2, 3), minus=spec, kinds=kinds)
             lines.append(
@@ -447,7 +426,7 @@ def goals(mean, methods) -> list[str]:
         )
     # method per (noise type, level index); known dose: Poisson through the Anscombe
     # transform at every dose, or only below the trained doses (index 4: 3 e/px)
-    pipelines = [(cnn, lambda kind, i, cnn=cnn: cnn) for cnn in CNNS]
+    pipelines = [(cnn, lambda kind, i, cnn=cnn: cnn) for cnn in (*CNNS, *KNOWN)]
     for cnn in CNNS:
         if f"{cnn}_vst" in methods:
             pipelines += [
@@ -464,13 +443,6 @@ def goals(mean, methods) -> list[str]:
                     ),
                 ),
             ]
-    pipelines += [
-        (
-            f"{cnn} (known noise: {cnn}_sure)",
-            lambda kind, i, cnn=cnn: _sure_name(cnn, kind),
-        )
-        for cnn in CNNS
-    ]
     for cnn, method in pipelines:
         if method("gaussian", 0) not in methods:
             continue
@@ -647,7 +619,7 @@ def main(argv=None) -> int:
         methods = [
             "noisy",
             *CNNS,
-            *(m for m in METHODS if m.endswith(("_vst", "_sure"))),
+            *(m for m in METHODS if m.endswith(("_vst", "_known"))),
         ]
     if not specialists:
         methods = [m for m in methods if not m.startswith("cnn_specialist")]

@@ -74,7 +74,7 @@ def main(argv=None) -> int:
 
     rows = []
     key = jax.random.key(VALIDATION_SEED)
-    for ki, kind in enumerate(sure_mod.KNOWN_NOISE):
+    for ki, kind in enumerate(sure_mod.SURE_NOISE):
         for li, level in enumerate(bench.LEVELS[kind]):
             t = time.perf_counter()
             y = bench.add_noise(

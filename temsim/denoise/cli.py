@@ -257,18 +257,20 @@ def register_denoise(subparsers) -> None:
     )
     p.add_argument(
         "--noise",
-        choices=("gaussian", "poisson", "speckle"),
+        choices=("gaussian", "poisson", "salt_and_pepper", "speckle"),
         default=None,
-        help="known noise type (with --level): refine the CNN by SURE-LET "
-        "(temsim.denoise.denoise_known); 3 CNN runs (6 for poisson), up to 3 dB "
-        "better above the model's trained noise levels",
+        help="known noise type (with --level): refine the CNN by SURE-LET, or for "
+        "salt_and_pepper replace only the pixels at the image's extremes "
+        "(temsim.denoise.denoise_known); up to 3 dB better above the model's "
+        "trained noise levels",
     )
     p.add_argument(
         "--level",
         type=float,
         default=None,
         help="known noise level: sigma (gaussian), dose [e/px per unit intensity] "
-        "(poisson) or variance (speckle), as in temsim.noise",
+        "(poisson), amount (salt_and_pepper) or variance (speckle), as in "
+        "temsim.noise",
     )
     p.add_argument("--out", default=None, help="same as OUTPUT (kept for scripts)")
     p.set_defaults(func=_denoise)

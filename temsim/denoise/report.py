@@ -99,7 +99,7 @@ def report(out_dir: str | Path, *, use_bm3d: bool | None = None) -> str:
 
     from temsim.denoise.metrics import psnr
     from temsim.denoise.pretrained import load_pretrained
-    from temsim.denoise.sure import KNOWN_NOISE, denoise_known
+    from temsim.denoise.sure import denoise_known
     from temsim.denoise.tiling import denoise_image
 
     out = Path(out_dir)
@@ -126,13 +126,8 @@ def report(out_dir: str | Path, *, use_bm3d: bool | None = None) -> str:
         noisy = _noisy(kind, level, clean, seed)
         cnn = np.asarray(denoise_image(model, noisy))
         gauss, med = _best_filter(noisy, clean)
-        known = None
-        if kind in KNOWN_NOISE:
-            known = np.asarray(denoise_known(model, noisy, kind, level))
-        vals = [
-            None if y is None else float(np.mean(psnr(y, clean)))
-            for y in (noisy, gauss, med, cnn, known)
-        ]
+        known = np.asarray(denoise_known(model, noisy, kind, level))
+        vals = [float(np.mean(psnr(y, clean))) for y in (noisy, gauss, med, cnn, known)]
         rows.append((kind, level, *vals))
         if kind in ("gaussian", "poisson", "speckle"):
             show = {"gaussian": "graphene", "poisson": "mos2"}
@@ -170,15 +165,16 @@ def report(out_dir: str | Path, *, use_bm3d: bool | None = None) -> str:
         "the best PSNR (oracle). Full benchmark with NLM, BM3D, specialist CNNs, "
         "SSIM, MS-SSIM and column shapes: benchmarks/results/denoise.md. Last "
         "column: the same CNN given the noise type and level "
-        "(`temsim.denoise.denoise_known`, SURE-LET; not for impulse noise). "
-        + BENCHMARK_SUMMARY,
+        "(`temsim.denoise.denoise_known`: SURE-LET; for salt-and-pepper only the "
+        "pixels at the image's extremes are replaced). " + BENCHMARK_SUMMARY,
         "",
         "| noise | level | noisy | Gaussian filter | median | blind CNN | blind CNN, "
         "known level |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for kind, level, *vals in rows:
-        cells = ["n/a" if v is None else f"{v:.2f}" for v in vals]
-        lines.append(f"| {kind} | {level:g} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {kind} | {level:g} | " + " | ".join(f"{v:.2f}" for v in vals) + " |"
+        )
     lines += ["", f"![noisy / BM3D / blind CNN / clean]({FIGURE})", ""]
     return "\n".join(lines)

@@ -54,6 +54,7 @@ from temsim.image import Image
 
 __all__ = [
     "KNOWN_NOISE",
+    "SURE_NOISE",
     "denoise_known",
     "mc_divergence",
     "noise_variance",
@@ -61,21 +62,29 @@ __all__ = [
     "sure_let",
 ]
 
-KNOWN_NOISE = ("gaussian", "poisson", "speckle")
-_LEVEL = {"gaussian": "sigma", "poisson": "dose [e/px]", "speckle": "variance"}
+KNOWN_NOISE = ("gaussian", "poisson", "salt_and_pepper", "speckle")
+SURE_NOISE = ("gaussian", "poisson", "speckle")  # the rest: impulse switching
+_LEVEL = {
+    "gaussian": "sigma",
+    "poisson": "dose [e/px]",
+    "salt_and_pepper": "amount",
+    "speckle": "variance",
+}
 
 
-def _check_noise(noise: Any, level: Any) -> float:
-    if noise not in KNOWN_NOISE:
-        raise ValueError(f"noise must be one of {KNOWN_NOISE}, got {noise!r}")
+def _check_noise(noise: Any, level: Any, allowed: tuple[str, ...] = KNOWN_NOISE):
+    if noise not in allowed:
+        raise ValueError(f"noise must be one of {allowed}, got {noise!r}")
     name = _LEVEL[noise]
     if isinstance(level, bool) or not isinstance(level, int | float):
         raise TypeError(f"level ({name}) must be a number, got {level!r}")
     level = float(level)
-    ok = level > 0 if noise == "poisson" else level >= 0
+    ok = {"poisson": level > 0, "salt_and_pepper": 0 <= level <= 1}.get(
+        noise, level >= 0
+    )
     if not (math.isfinite(level) and ok):
-        allowed = "> 0" if noise == "poisson" else ">= 0"
-        raise ValueError(f"level ({name}) must be finite and {allowed}, got {level!r}")
+        rule = {"poisson": "> 0", "salt_and_pepper": "in [0, 1]"}.get(noise, ">= 0")
+        raise ValueError(f"level ({name}) must be finite and {rule}, got {level!r}")
     return level
 
 
@@ -101,7 +110,7 @@ def noise_variance(
     The pilot matters: y_i^2 correlates with the local derivative the weights
     multiply, and on validation images at v = 0.12 the y-based weights lost 2.6 dB.
     """
-    level = _check_noise(noise, level)
+    level = _check_noise(noise, level, SURE_NOISE)
     y = jnp.asarray(y, jnp.float32)
     if noise == "gaussian":
         return jnp.full_like(y, level**2)
@@ -210,20 +219,26 @@ def denoise_known(
 ):
     """Denoise `image` with known noise: the CNN refined by SURE-LET.
 
+    For salt-and-pepper noise SURE does not apply; the known noise type says instead
+    that pixels not at the image's min or max are uncorrupted, so only those at
+    the extremes take the CNN's value (a switching filter, as the classical
+    switching median filters do; level = amount is only checked).
+
     Args:
       model: a denoiser (e.g. `load_pretrained("blind")`).
       image: noisy intensity (..., ny, nx).
       noise: "gaussian" (level = sigma), "poisson" (level = dose, e/px per unit
-        intensity; y = counts / dose) or "speckle" (level = variance of n in
-        y = x (1 + n)); as in `temsim.noise`.
+        intensity; y = counts / dose), "speckle" (level = variance of n in
+        y = x (1 + n)) or "salt_and_pepper" (level = amount); as in `temsim.noise`.
       widths: std [px] of the Gaussian smoothings of the CNN output in the basis.
       n_probes: Monte-Carlo probes for each divergence (each costs one CNN run).
       key: PRNG key of the probes (default key(0): deterministic).
       return_coefficients: also return a (*batch, K), the basis weights, in the
-        order constant, CNN, smoothed CNN per width (, Anscombe CNN for poisson).
+        order constant, CNN, smoothed CNN per width (, Anscombe CNN for poisson);
+        K = 0 for salt_and_pepper.
       **kwargs: passed to `denoise_image` (tile, overlap, self_ensemble, ...).
     Returns: the estimate, float32, same type and shape as `image` (and a).
-    Cost: (1 + n_probes) CNN runs, twice that for poisson.
+    Cost: (1 + n_probes) CNN runs, twice that for poisson; one for salt_and_pepper.
     """
     level = _check_noise(noise, level)
     _check_probes(n_probes)
@@ -234,6 +249,10 @@ def denoise_known(
     check_finite(x, "image")
     lead = x.shape[:-2]
     y = np.asarray(x, np.float32).reshape((-1, *x.shape[-2:]))
+    if noise == "salt_and_pepper":
+        est = _switch(y, np.asarray(denoise_image(model, y, **kwargs), np.float32))
+        a = np.zeros((y.shape[0], 0))
+        return _wrap(image, est.reshape(x.shape), a, lead, return_coefficients)
     key = jax.random.key(0) if key is None else key
 
     def smooth(w):
@@ -259,8 +278,18 @@ def denoise_known(
             mc_divergence(fn, y, v, key, n_probes=n_probes, outputs=outs, base=f)
         )
     est, a = sure_let(y, np.stack(bases), np.stack(divs))
-    est = est.astype(np.float32).reshape(x.shape)
-    est = jnp.asarray(est)
+    return _wrap(image, est.reshape(x.shape), a, lead, return_coefficients)
+
+
+def _switch(y: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Impulse switching: f where y is at its image's min or max, y elsewhere."""
+    lo = y.min(axis=(-2, -1), keepdims=True)
+    hi = y.max(axis=(-2, -1), keepdims=True)
+    return np.where((y == lo) | (y == hi), f, y)
+
+
+def _wrap(image, est, a, lead, return_coefficients):
+    est = jnp.asarray(est, jnp.float32)
     out = image.replace(array=est) if isinstance(image, Image) else est
     if return_coefficients:
         return out, a.reshape((*lead, a.shape[-1]))
