@@ -6,8 +6,10 @@ phosphorene; `benchmarks/denoise.py` keeps its test images, seed 1000, for the f
 table), the benchmark's Gaussian, Poisson and speckle levels (three inside the training
 range of the shipped model, two outside). Per cell, mean PSNR [dB] over the images of:
 the blind CNN alone; `denoise_known` with its defaults (Gaussian smoothings of widths
-0.5/1/2/4 px, 2 probes); with widths 0.5/1/2; with 4 probes; for speckle with the
-divergence weighted by the unbiased v y^2 / (1 + v) instead of the CNN pilot v f^2;
+0.5/1/2/4 px, 2 probes, Poisson below 10 counts/px through the Anscombe path only);
+with widths 0.5/1/2; with 4 probes; for Poisson without that fallback
+(min_counts=0) and the Anscombe path alone (`denoise_poisson`); for speckle with
+the divergence weighted by the unbiased v y^2 / (1 + v) instead of the CNN pilot v f^2;
 and BM3D with the known level (as in benchmarks/denoise.py). Also the accuracy of
 SURE itself: the SURE estimate of the plain CNN's MSE divided by its true MSE.
 
@@ -35,6 +37,7 @@ import denoise as bench  # noqa: E402
 from temsim.denoise import metrics, pretrained  # noqa: E402
 from temsim.denoise import sure as sure_mod  # noqa: E402
 from temsim.denoise.tiling import denoise_image  # noqa: E402
+from temsim.denoise.vst import denoise_poisson  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 VALIDATION_SEED = 10000
@@ -101,6 +104,13 @@ def main(argv=None) -> int:
             }
             for name, kw in VARIANTS.items():
                 row[name] = psnr(sure_mod.denoise_known(model, y, kind, level, **kw))
+            if kind == "poisson":
+                row["poisson: no fallback"] = psnr(
+                    sure_mod.denoise_known(model, y, kind, level, min_counts=0)
+                )
+                row["poisson: Anscombe path"] = psnr(
+                    denoise_poisson(model, y, float(level))
+                )
             if kind == "speckle":
                 with image_weighted_speckle():
                     row["speckle y-weights"] = psnr(
@@ -116,7 +126,15 @@ def main(argv=None) -> int:
                 f"({time.perf_counter() - t:.0f} s)",
                 flush=True,
             )
-    cols = ["noisy", "cnn", *VARIANTS, "speckle y-weights", "bm3d"]
+    cols = [
+        "noisy",
+        "cnn",
+        *VARIANTS,
+        "poisson: no fallback",
+        "poisson: Anscombe path",
+        "speckle y-weights",
+        "bm3d",
+    ]
     lines = [
         "# Known noise level: the blind CNN refined by SURE-LET (validation images)",
         "",

@@ -31,7 +31,8 @@ estimate is approximate (`noise_variance`). Measured on validation images
 in 14 of 15 cells, and the refinement gains 0.2-3.3 dB over the plain CNN in every
 cell. The weak spot is shot noise far below the trained doses (3 e/px for the
 shipped model): there the first-order Poisson estimate puts the MSE 39 % low, and
-`vst.denoise_poisson` alone is 0.5 dB better.
+`vst.denoise_poisson` alone is 0.5 dB better; below `min_counts` (10 counts/px by
+default) `denoise_known` therefore returns that path.
 """
 
 from __future__ import annotations
@@ -215,9 +216,16 @@ def denoise_known(
     n_probes: int = 2,
     key: jax.Array | None = None,
     return_coefficients: bool = False,
+    min_counts: float = 10.0,
     **kwargs,
 ):
     """Denoise `image` with known noise: the CNN refined by SURE-LET.
+
+    Shot noise below `min_counts` mean counts per pixel is left to the Anscombe path
+    (`vst.denoise_poisson`) alone: the first-order Poisson risk estimate assumes a
+    one-count step is small against the signal, and at 3 e/px (about 3 counts/px)
+    it puts the MSE 39 % low and SURE-LET fell 0.5 dB (validation) to 2.2 dB (test
+    images) below that path (benchmarks/README.md, denoise_sure.py).
 
     For salt-and-pepper noise SURE does not apply; the known noise type says instead
     that pixels not at the image's min or max are uncorrupted, so only those at
@@ -236,12 +244,18 @@ def denoise_known(
       return_coefficients: also return a (*batch, K), the basis weights, in the
         order constant, CNN, smoothed CNN per width (, Anscombe CNN for poisson);
         K = 0 for salt_and_pepper.
+      min_counts: poisson only; images whose mean count (dose x mean intensity)
+        is lower get the Anscombe-path CNN (a = 1 on that basis, 0 elsewhere).
       **kwargs: passed to `denoise_image` (tile, overlap, self_ensemble, ...).
     Returns: the estimate, float32, same type and shape as `image` (and a).
     Cost: (1 + n_probes) CNN runs, twice that for poisson; one for salt_and_pepper.
     """
     level = _check_noise(noise, level)
     _check_probes(n_probes)
+    if isinstance(min_counts, bool) or not isinstance(min_counts, int | float):
+        raise TypeError(f"min_counts must be a number, got {min_counts!r}")
+    if not min_counts >= 0:
+        raise ValueError(f"min_counts must be >= 0 [counts/px], got {min_counts!r}")
     widths = tuple(float(w) for w in widths)
     if any(not (math.isfinite(w) and w > 0) for w in widths):
         raise ValueError(f"widths must be finite and > 0 [px], got {widths!r}")
@@ -278,6 +292,10 @@ def denoise_known(
             mc_divergence(fn, y, v, key, n_probes=n_probes, outputs=outs, base=f)
         )
     est, a = sure_let(y, np.stack(bases), np.stack(divs))
+    if noise == "poisson":
+        low = level * y.mean(axis=(-2, -1)) < min_counts
+        est[low] = bases[-1][low]
+        a[low] = np.eye(a.shape[-1])[-1]
     return _wrap(image, est.reshape(x.shape), a, lead, return_coefficients)
 
 

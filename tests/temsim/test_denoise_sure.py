@@ -14,6 +14,7 @@ from temsim.denoise.sure import (
     sure_let,
 )
 from temsim.denoise.tiling import denoise_image
+from temsim.denoise.vst import denoise_poisson
 from temsim.image import Image
 
 
@@ -153,6 +154,19 @@ def test_known_noise_is_no_worse_in_range(model, clean, kind, level):
     plain = float(np.mean(psnr(denoise_image(model, y), clean)))
     known = float(np.mean(psnr(denoise_known(model, y, kind, level), clean)))
     assert known > plain - 0.05
+
+
+def test_few_counts_fall_back_to_the_anscombe_path(model, clean):
+    # mean intensity ~1: 3 e/px is ~3 counts/px, below the default min_counts 10
+    y = np.asarray(noise.poisson(jax.random.key(4), clean, 3.0), np.float32)
+    assert 3.0 * y.mean() < 10
+    out, a = denoise_known(model, y, "poisson", 3.0, return_coefficients=True)
+    np.testing.assert_allclose(out, denoise_poisson(model, y, 3.0), atol=1e-6)
+    np.testing.assert_array_equal(a, np.eye(7)[[-1, -1]])
+    let = denoise_known(model, y, "poisson", 3.0, min_counts=0)
+    assert float(np.max(np.abs(np.asarray(let) - np.asarray(out)))) > 1e-3
+    with pytest.raises(ValueError, match="min_counts"):
+        denoise_known(model, y, "poisson", 3.0, min_counts=-1)
 
 
 def test_known_impulse_noise_replaces_only_the_extreme_pixels(model, clean):
