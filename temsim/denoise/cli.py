@@ -40,7 +40,7 @@ def _tifffile(path: str):
     try:
         import tifffile
     except ImportError as e:
-        raise ValueError(
+        raise SystemExit(
             f"reading/writing {path} needs tifffile (pip install tifffile); or use .npy"
         ) from e
     return tifffile
@@ -72,7 +72,7 @@ def _save_array(path: str, array) -> None:
         pass
     suffix = Path(path).suffix.lower()
     if suffix not in (*TIFF_SUFFIXES, ".npy"):
-        raise ValueError(f"output must be .npy or .tif/.tiff, got {path!r}")
+        raise SystemExit(f"output must be .npy or .tif/.tiff, got {path!r}")
     # Write next to the target and rename: a failure leaves no partial output file.
     target = Path(path)
     tmp = target.with_name(f".{target.name}.partial{suffix}")
