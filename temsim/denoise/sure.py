@@ -146,8 +146,10 @@ def mc_divergence(
     v = np.asarray(variance, np.float32)
     if eps is None:
         e = 1e-2 * np.sqrt(np.maximum(v.mean(axis=(-2, -1)), 1e-20))
-    else:
+    elif isinstance(eps, int | float) and math.isfinite(eps) and eps > 0:
         e = np.full(y.shape[0], float(eps))
+    else:
+        raise ValueError(f"eps must be a finite number > 0 or None, got {eps!r}")
     e = e[:, None, None].astype(np.float32)
     base = np.asarray(fn(y) if base is None else base, np.float32)
     g0 = [np.asarray(g(base), np.float64) for g in outputs]

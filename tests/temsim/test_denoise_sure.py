@@ -223,6 +223,8 @@ def test_bad_level_type_and_nan_image_raise(model):
     bad[3, 3] = np.nan
     with pytest.raises(ValueError, match="image"):
         denoise_known(model, bad, "gaussian", 0.1)
+    with pytest.raises(ValueError, match="eps must be"):
+        mc_divergence(np.tanh, np.ones((1, 4, 4)), np.ones((1, 4, 4)), None, eps=0.0)
     with pytest.raises(ValueError, match="bases must be"):
         sure_let(np.ones((1, 4, 4)), np.ones((2, 1, 4, 5)), np.zeros((2, 1)))
 
