@@ -1,11 +1,12 @@
 """Question: how fast do the denoisers run on CPU, against what the CPU can do?
 
 Measures (1) inference time of the shipped blind model on a 1024 x 1024 image (whole
-image, and tiled 256/32), (2) the achieved FLOP/s of that call against a measured
-convolution peak (a large 3x3, 64 -> 64 channel `lax.conv` in float32, the best case for
-XLA:CPU), and (3) training steps per second (batch 16 of 64 x 64 patches, the shipped
-model's training setting). FLOPs come from XLA's cost analysis of the compiled call.
-Median after warm-up with `jax.block_until_ready`; compile time reported separately.
+image, tiled 256/32, and `denoise_known` with a known Gaussian sigma), (2) the
+achieved FLOP/s of that call against a measured convolution peak (a large 3x3,
+64 -> 64 channel `lax.conv` in float32, the best case for XLA:CPU), and (3) training
+steps per second (batch 16 of 64 x 64 patches, the shipped model's training
+setting). FLOPs come from XLA's cost analysis of the compiled call. Median after
+warm-up with `jax.block_until_ready`; compile time reported separately.
 
 Run:  .venv/bin/python benchmarks/denoise_speed.py [--size 1024] [--repeats 5]
 Writes benchmarks/results/denoise_speed.json and prints a Markdown table.
@@ -59,7 +60,7 @@ def _conv_peak(repeats):
 
 
 def main(argv=None):
-    from temsim.denoise import load_pretrained, tiling, train
+    from temsim.denoise import denoise_known, load_pretrained, tiling, train
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024)
@@ -77,18 +78,22 @@ def main(argv=None):
     t, c, flops = _timed(forward, (state, x), args.repeats)
     rows.append(("blind U-Net, whole image (model call)", t, c, flops))
     image = np.asarray(x[0, ..., 0])
-    for tile in (None, 256):
+    cases = {
+        "denoise_image, whole": lambda: tiling.denoise_image(model, image),
+        "denoise_image, tile 256": lambda: tiling.denoise_image(model, image, tile=256),
+        "denoise_known, Gaussian (SURE-LET, 2 probes), whole": lambda: denoise_known(
+            model, image, "gaussian", 0.1
+        ),
+    }
+    for label, call in cases.items():
         t0 = time.perf_counter()
-        jax.block_until_ready(tiling.denoise_image(model, image, tile=tile))
+        jax.block_until_ready(call())
         first = time.perf_counter() - t0
         times = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            jax.block_until_ready(tiling.denoise_image(model, image, tile=tile))
+            jax.block_until_ready(call())
             times.append(time.perf_counter() - t0)
-        label = (
-            "denoise_image, whole" if tile is None else f"denoise_image, tile {tile}"
-        )
         rows.append((label, float(np.median(times)), first, float("nan")))
 
     spec = json.loads(
