@@ -171,6 +171,12 @@ def main(argv=None) -> int:
             p.error(
                 f"--impulse-mask: the --init model in {args.init} has no impulse mask"
             )
+        gate = float(init_spec.get("impulse_gate", 0.0))
+        if args.impulse_gate and args.impulse_gate != gate:
+            p.error(
+                f"--impulse-gate {args.impulse_gate:g}: the model spec comes from "
+                f"--init, whose gate is {gate:g}; drop --impulse-gate or match it"
+            )
         model_spec = init_spec
     t_start = time.perf_counter()
 
