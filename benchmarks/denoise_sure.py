@@ -6,12 +6,14 @@ phosphorene; `benchmarks/denoise.py` keeps its test images, seed 1000, for the f
 table), the benchmark's Gaussian, Poisson and speckle levels (three inside the training
 range of the shipped model, two outside). Per cell, mean PSNR [dB] over the images of:
 the blind CNN alone; `denoise_known` with its defaults (Gaussian smoothings of widths
-0.5/1/2/4 px, 2 probes, Poisson below 10 counts/px through the Anscombe path only);
-with widths 0.5/1/2; with 4 probes; for Poisson without that fallback
-(min_counts=0) and the Anscombe path alone (`denoise_poisson`); for speckle with
+0.5/1/2/4 px, 2 probes; Poisson weights from binomial thinning, p = 0.65, 2 splits);
+with widths 0.5/1/2; with 4 probes (no effect on Poisson, which uses no probes); for
+Poisson with the first-order PURE instead of thinning (split=None) and the Anscombe
+path alone (`denoise_poisson`); for speckle with
 the divergence weighted by the unbiased v y^2 / (1 + v) instead of the CNN pilot v f^2;
 and BM3D with the known level (as in benchmarks/denoise.py). Also the accuracy of
-SURE itself: the SURE estimate of the plain CNN's MSE divided by its true MSE.
+SURE itself: the SURE (Poisson: first-order PURE) estimate of the plain CNN's MSE
+divided by its true MSE.
 
 Run:  .venv/bin/python benchmarks/denoise_sure.py [--per-family 2]
 Writes benchmarks/results/denoise_sure.{json,md}.
@@ -105,8 +107,8 @@ def main(argv=None) -> int:
             for name, kw in VARIANTS.items():
                 row[name] = psnr(sure_mod.denoise_known(model, y, kind, level, **kw))
             if kind == "poisson":
-                row["poisson: no fallback"] = psnr(
-                    sure_mod.denoise_known(model, y, kind, level, min_counts=0)
+                row["poisson: first-order PURE"] = psnr(
+                    sure_mod.denoise_known(model, y, kind, level, split=None)
                 )
                 row["poisson: Anscombe path"] = psnr(
                     denoise_poisson(model, y, float(level))
@@ -130,7 +132,7 @@ def main(argv=None) -> int:
         "noisy",
         "cnn",
         *VARIANTS,
-        "poisson: no fallback",
+        "poisson: first-order PURE",
         "poisson: Anscombe path",
         "speckle y-weights",
         "bm3d",

@@ -25,14 +25,18 @@ quadratic in a, so a solves one K x K system per image:
 smoothings of it (for Poisson also the Anscombe-domain CNN, `vst.denoise_poisson`), so
 it can shrink invented contrast, restore attenuated detail (a combination
 f + a (f - G f) is an unsharp mask) and smooth further where the noise exceeds what
-the CNN was trained on. Poisson and speckle noise are not Gaussian, and there the
-estimate is approximate (`noise_variance`). Measured on validation images
-(benchmarks/denoise_sure.py), SURE of the plain CNN is within 13 % of its true MSE
-in 14 of 15 cells, and the refinement gains 0.2-3.3 dB over the plain CNN in every
-cell. The weak spot is shot noise far below the trained doses (3 e/px for the
-shipped model): there the first-order Poisson estimate puts the MSE 39 % low, and
-`vst.denoise_poisson` alone is 0.5 dB better; below `min_counts` (10 counts/px by
-default) `denoise_known` therefore returns that path.
+the CNN was trained on.
+
+Shot noise is not Gaussian. Its risk is estimated by binomial thinning (data fission;
+Leiner, Duan, Wasserman & Ramdas, J. Am. Stat. Assoc. 2023): counts N ~ Poisson(D x)
+split into N1 ~ Binomial(N, p) and N2 = N - N1 are independent Poisson counts of
+doses pD and (1-p)D, so y2 = N2 / ((1-p) D) is an unbiased, independent target for
+any estimate computed from y1 = N1 / (pD): E||g(y1) - y2||^2 = E||g(y1) - x||^2 +
+const, with no Taylor expansion. The weights fitted on (y1, y2) are applied to the
+bases of the full image. On validation images (benchmarks/denoise_sure.py) this beat
+the first-order Poisson estimate (PURE) by 3.9 dB at 3 e/px, where PURE puts the
+MSE 39 % low, and was within 0.1 dB of it at 100-3000 e/px. Speckle uses SURE with a
+pilot-weighted divergence (`noise_variance`), an approximation.
 """
 
 from __future__ import annotations
@@ -218,16 +222,14 @@ def denoise_known(
     n_probes: int = 2,
     key: jax.Array | None = None,
     return_coefficients: bool = False,
-    min_counts: float = 10.0,
+    split: float | None = 0.65,
+    n_splits: int = 2,
     **kwargs,
 ):
     """Denoise `image` with known noise: the CNN refined by SURE-LET.
 
-    Shot noise below `min_counts` mean counts per pixel is left to the Anscombe path
-    (`vst.denoise_poisson`) alone: the first-order Poisson risk estimate assumes a
-    one-count step is small against the signal, and at 3 e/px (about 3 counts/px)
-    it puts the MSE 39 % low and SURE-LET fell 0.5 dB (validation) to 2.2 dB (test
-    images) below that path (benchmarks/README.md, denoise_sure.py).
+    Poisson weights come from binomial thinning (module docstring) when y x dose
+    are integer counts, else from the first-order Poisson estimate (PURE).
 
     For salt-and-pepper noise SURE does not apply; the known noise type says instead
     that pixels not at the image's min or max are uncorrupted, so only those at
@@ -246,18 +248,21 @@ def denoise_known(
       return_coefficients: also return a (*batch, K), the basis weights, in the
         order constant, CNN, smoothed CNN per width (, Anscombe CNN for poisson);
         K = 0 for salt_and_pepper.
-      min_counts: poisson only; images whose mean count (dose x mean intensity)
-        is lower get the Anscombe-path CNN (a = 1 on that basis, 0 elsewhere).
+      split: poisson only: the fraction p of the counts kept in the thinned image
+        (0.65 measured best of 0.5-0.95 on validation images); None: first-order
+        PURE instead of thinning.
+      n_splits: poisson only: independent thinnings averaged (2 CNN runs each).
       **kwargs: passed to `denoise_image` (tile, overlap, self_ensemble, ...).
     Returns: the estimate, float32, same type and shape as `image` (and a).
-    Cost: (1 + n_probes) CNN runs, twice that for poisson; one for salt_and_pepper.
+    Cost: 1 + n_probes CNN runs; poisson 2 (1 + n_splits) with thinning; one for
+    salt_and_pepper.
     """
     level = _check_noise(noise, level)
     _check_probes(n_probes)
-    if isinstance(min_counts, bool) or not isinstance(min_counts, int | float):
-        raise TypeError(f"min_counts must be a number, got {min_counts!r}")
-    if not min_counts >= 0:
-        raise ValueError(f"min_counts must be >= 0 [counts/px], got {min_counts!r}")
+    if split is not None and not (isinstance(split, float) and 0 < split < 1):
+        raise ValueError(f"split must be a float in (0, 1) or None, got {split!r}")
+    if isinstance(n_splits, bool) or not isinstance(n_splits, int) or n_splits < 1:
+        raise ValueError(f"n_splits must be an int >= 1, got {n_splits!r}")
     widths = tuple(float(w) for w in widths)
     if any(not (math.isfinite(w) and w > 0) for w in widths):
         raise ValueError(f"widths must be finite and > 0 [px], got {widths!r}")
@@ -270,11 +275,13 @@ def denoise_known(
         a = np.zeros((y.shape[0], 0))
         return _wrap(image, est.reshape(x.shape), a, lead, return_coefficients)
     key = jax.random.key(0) if key is None else key
-
-    def smooth(w):
-        return lambda a: ndimage.gaussian_filter(a, (0, w, w), mode="reflect")
-
-    outputs = [lambda a: a] + [smooth(w) for w in widths]
+    counts = _integer_counts(y, level) if noise == "poisson" else None
+    if counts is not None and split is not None:
+        est, a = _thinned_let(
+            model, y, counts, level, key, split, n_splits, widths, kwargs
+        )
+        return _wrap(image, est.reshape(x.shape), a, lead, return_coefficients)
+    outputs = [lambda a: a] + [_smooth(w) for w in widths]
     paths = [lambda a: np.asarray(denoise_image(model, a, **kwargs))]
     if noise == "poisson":
         paths.append(
@@ -294,11 +301,51 @@ def denoise_known(
             mc_divergence(fn, y, v, key, n_probes=n_probes, outputs=outs, base=f)
         )
     est, a = sure_let(y, np.stack(bases), np.stack(divs))
-    if noise == "poisson":
-        low = level * y.mean(axis=(-2, -1)) < min_counts
-        est[low] = bases[-1][low]
-        a[low] = np.eye(a.shape[-1])[-1]
     return _wrap(image, est.reshape(x.shape), a, lead, return_coefficients)
+
+
+def _smooth(w: float) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda a: ndimage.gaussian_filter(a, (0, w, w), mode="reflect")
+
+
+def _integer_counts(y: np.ndarray, dose: float) -> np.ndarray | None:
+    """y x dose as integer counts, or None if it is not (gain-scaled data)."""
+    c = np.asarray(y, np.float64) * dose
+    n = np.rint(c)
+    if np.any(n < 0) or np.any(np.abs(c - n) > 1e-2 + 1e-5 * np.abs(c)):
+        return None
+    return n
+
+
+def _poisson_bases(model, y, dose, widths, kwargs) -> np.ndarray:
+    """(K, batch, ny, nx): 1, CNN, its smoothings, Anscombe-path CNN at `dose`."""
+    f = np.asarray(denoise_image(model, y, **kwargs), np.float32)
+    g = np.asarray(denoise_poisson(model, np.maximum(y, 0.0), dose, **kwargs))
+    smooth = [_smooth(w)(f) for w in widths]
+    return np.stack([np.ones_like(y), f, *smooth, g.astype(np.float32)])
+
+
+def _thinned_let(model, y, counts, dose, key, p, n_splits, widths, kwargs):
+    """LET weights fitted on binomially thinned copies; (estimate, a (batch, K))."""
+    rows, targets = [], []
+    for s in range(n_splits):
+        n1 = np.asarray(
+            jax.random.binomial(jax.random.fold_in(key, s), counts, p), np.float64
+        )
+        y1 = (n1 / (p * dose)).astype(np.float32)
+        rows.append(_poisson_bases(model, y1, p * dose, widths, kwargs))
+        targets.append((counts - n1) / ((1 - p) * dose))
+    phi = np.concatenate(rows, axis=-2).astype(np.float64)  # splits stacked in y
+    t = np.concatenate(targets, axis=-2)
+    full = _poisson_bases(model, y, dose, widths, kwargs)
+    k, b = phi.shape[:2]
+    a = np.stack(
+        [
+            np.linalg.lstsq(phi[:, i].reshape(k, -1).T, t[i].ravel(), rcond=None)[0]
+            for i in range(b)
+        ]
+    )
+    return np.einsum("bk,kbij->bij", a, full.astype(np.float64)), a
 
 
 def _switch(y: np.ndarray, f: np.ndarray) -> np.ndarray:
